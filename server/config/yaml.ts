@@ -5,7 +5,7 @@
  * so a schema error on /profiles/worker/role can be reported as
  * `workers.yaml:7:11`. Used for profiles and the server config alike.
  */
-import { load, parseEvents, getScalarValue, EVENT_ID, YAMLException, CORE_SCHEMA, type Event } from 'js-yaml';
+import { loadAll, parseEvents, getScalarValue, EVENT_ID, YAMLException, CORE_SCHEMA, type Event } from 'js-yaml';
 import { ConfigError, type Problem } from '../errors.js';
 
 export interface Located {
@@ -120,7 +120,14 @@ export function parseYaml(text: string, file: string): YamlDocument {
   let events: Event[];
   try {
     // CORE_SCHEMA: YAML 1.2 scalars, so `yes` stays a string and `0644` does not turn octal behind the operator's back.
-    value = load(text, { filename: file, schema: CORE_SCHEMA });
+    // loadAll, not load: js-yaml 5's load rejects an empty file, and an empty (or all-comment) file is a fine thing to have.
+    const docs = loadAll(text, { filename: file, schema: CORE_SCHEMA });
+    if (docs.length > 1) {
+      const second = text.search(/^---/m);
+      const line = second < 0 ? 1 : text.slice(0, second).split('\n').length;
+      throw new ConfigError([{ file, line, col: 1, pointer: '', message: 'more than one YAML document (---) in one file; use one file per document' }]);
+    }
+    value = docs[0] ?? null;
     events = parseEvents(text, { filename: file });
   } catch (err) {
     if (err instanceof YAMLException) {

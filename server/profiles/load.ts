@@ -204,10 +204,16 @@ export function loadProfiles(inputs: readonly LoadInput[]): ProfileSet {
   const cp = (ptr: string, msg: string, key = false) => {
     if (cdoc) problems.push(cdoc.problem(ptr, msg, { key }));
   };
-  rawCluster.kernel_args.forEach((arg, i) => {
-    const why = kernelArgProblem(arg);
-    if (why) cp(pointerOf('cluster', 'kernel_args', i), why);
-  });
+  // Checked item by item even when other cluster keys are broken, so one run shows these too.
+  const rawArgs = clusterDoc?.raw.cluster?.kernel_args;
+  if (clusterDoc && Array.isArray(rawArgs)) {
+    rawArgs.forEach((arg, i) => {
+      const ptr = pointerOf('cluster', 'kernel_args', i);
+      if (!clusterDoc.clean(ptr)) return;
+      const why = kernelArgProblem(arg);
+      if (why) problems.push(clusterDoc.doc.problem(ptr, why));
+    });
+  }
   const rawSwarm = { ...DEFAULT_SWARM, ...(rawCluster.swarm ?? {}) };
   let swarm: SwarmSettings;
   if (rawSwarm.mode === 'static') {
