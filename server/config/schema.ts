@@ -50,6 +50,7 @@ const PATTERN_WORDS: Record<string, string> = {
   '^[A-Za-z0-9:_.@\\\\-]+\\.(service|socket|timer|target|mount|automount|path|slice|swap)$': 'a systemd unit name such as hello.service or backup.timer',
   '^[A-Za-z0-9_.-]+\\.conf$': 'a drop-in file name ending in .conf',
   '^/[^\\u0000]*[^/]$': 'an absolute file path, not ending in "/"',
+  '^[0-9]{1,3}(\\.[0-9]{1,3}){3}$': 'an IPv4 address such as 10.0.0.21',
 };
 
 function message(e: ErrorObject, doc: YamlDocument): { pointer: string; text: string; key: boolean } | null {

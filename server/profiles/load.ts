@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isIPv4 } from 'node:net';
 import { ConfigError, type Problem } from '../errors.js';
 import { parseMac, type Mac } from '../mac.js';
 import { kernelArgProblem } from '../boot/kernel-args.js';
@@ -65,6 +66,7 @@ interface RawFile {
 interface RawMachine {
   mac: string;
   hostname?: string;
+  ip?: string;
   labels?: Record<string, string | number | boolean>;
 }
 interface RawProfile {
@@ -258,6 +260,7 @@ export function loadProfiles(inputs: readonly LoadInput[]): ProfileSet {
   const machines = new Map<Mac, Machine>();
   const macAt = new Map<Mac, string>();
   const hostAt = new Map<string, string>();
+  const ipAt = new Map<string, string>();
   const ownPaths = new Set<string>([IGNITION_OWN.hostname, IGNITION_OWN.swarmScript, IGNITION_OWN.swarmEnv, IGNITION_OWN.dockerWantsLink]);
 
   for (const { doc, raw, clean } of docs) {
@@ -293,12 +296,18 @@ export function loadProfiles(inputs: readonly LoadInput[]): ProfileSet {
       return;
     }
     macAt.set(mac, at);
+    if (rm.ip !== undefined) {
+      if (!isIPv4(rm.ip)) p(`${mp}/ip`, `${JSON.stringify(rm.ip)} is not an IPv4 address`);
+      else if (ipAt.has(rm.ip)) p(`${mp}/ip`, `address ${rm.ip} is reserved twice; the other is at ${ipAt.get(rm.ip)}`);
+      else ipAt.set(rm.ip, at);
+    }
     const hostname = rm.hostname ?? defaultHostname(profileName, mac);
     if (hostAt.has(hostname)) p(rm.hostname ? `${mp}/hostname` : `${mp}/mac`, `hostname "${hostname}" is used twice; the other is at ${hostAt.get(hostname)}`);
     else hostAt.set(hostname, at);
     machines.set(mac, {
       mac,
       hostname,
+      ...(rm.ip !== undefined ? { ip: rm.ip } : {}),
       profile: profileName,
       labels: { ...profileLabels, ...labelsOf(rm.labels) },
       known: true,

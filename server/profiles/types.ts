@@ -115,6 +115,8 @@ export interface Profile {
 export interface Machine {
   readonly mac: Mac;
   readonly hostname: string;
+  /** Fixed address (full DHCP mode reserves it for this MAC). */
+  readonly ip?: string;
   readonly profile: string;
   /** Profile labels overlaid with the machine's own. */
   readonly labels: Readonly<Record<string, string>>;
