@@ -31,8 +31,8 @@ export interface BootServiceOptions {
   serverKey: Buffer;
   /** Wins over cluster.server_url (the CLI's --server-url). */
   serverUrlOverride?: string;
-  /** Used when neither the override nor cluster.server_url is set (serve derives it from the listen address). */
-  serverUrlFallback?: string;
+  /** Used when neither the override nor cluster.server_url is set (serve derives it from the listen address once it listens). */
+  serverUrlFallback?: string | (() => string | undefined);
   swarmScript?: string;
 }
 
@@ -55,7 +55,8 @@ export class BootService {
   }
 
   serverUrl(set: ProfileSet = this.profiles()): string {
-    const url = this.opts.serverUrlOverride ?? set.cluster.serverUrl ?? this.opts.serverUrlFallback;
+    const fallback = this.opts.serverUrlFallback;
+    const url = this.opts.serverUrlOverride ?? set.cluster.serverUrl ?? (typeof fallback === 'function' ? fallback() : fallback);
     if (url === undefined) {
       throw new SwarmbootError('E_NO_SERVER_URL', 500, 'no server URL: set cluster.server_url in the profiles or pass --server-url');
     }
