@@ -7,6 +7,7 @@ import { ConfigError, SwarmbootError } from '../errors.js';
 import { validateCommand, validateHelp } from './validate.js';
 import { renderCommand, renderHelp } from './render.js';
 import { machinesCommand, machinesHelp } from './machines.js';
+import { serveCommand, serveHelp, configCommand, configHelp } from './serve.js';
 import { EXIT, UsageError, type CliIO } from './io.js';
 
 type Command = (args: string[], io: CliIO) => number | Promise<number>;
@@ -15,6 +16,8 @@ const commands: Record<string, { run: Command; help: string }> = {
   validate: { run: validateCommand, help: validateHelp },
   render: { run: renderCommand, help: renderHelp },
   machines: { run: machinesCommand, help: machinesHelp },
+  serve: { run: serveCommand, help: serveHelp },
+  config: { run: configCommand, help: configHelp },
 };
 
 /** Lets later modules (serve, swarm, assets) add their commands without this file importing servers. */
