@@ -15,6 +15,7 @@ export function kernelArgProblem(arg: string): string | null {
   // eslint-disable-next-line no-control-regex
   if (/[\s\x00-\x1f\x7f]/.test(arg)) return `kernel argument ${JSON.stringify(arg)} contains whitespace or a control character (give one argument per list item)`;
   if (/["'`\\]/.test(arg)) return `kernel argument ${JSON.stringify(arg)} contains a quote or backslash, which would break the iPXE/pxelinux line`;
+  if (arg.includes('|') || arg.includes('&')) return `kernel argument ${JSON.stringify(arg)} contains "|" or "&", which iPXE reads as command operators`;
   if (arg.includes('${') || arg.includes('#')) return `kernel argument ${JSON.stringify(arg)} contains "\${" or "#", which iPXE would expand or treat as a comment`;
   const key = arg.split('=', 1)[0] ?? '';
   if (RESERVED.includes(key)) return `kernel argument ${JSON.stringify(key)} is set by swarmboot; remove it (choose Ignition delivery with the "ignition" setting)`;
