@@ -1,0 +1,843 @@
+/**
+ * An embedded, crash-safe key -> value store: the state lives in memory, and
+ * every change is appended to a journal file before the caller is told it
+ * happened. Lease state uses it; anything else that must survive kill -9
+ * (swarm state) can too.
+ *
+ * Files, in `dir`:
+ *   <name>.snapshot  the whole state as of one compaction (generation G)
+ *   <name>.journal   the changes made since that snapshot (also generation G)
+ *   <name>.lock      pid and start time of the process that has the store open
+ *
+ * Every line is `<crc32 as 8 hex digits> <JSON>\n`. The checksum tells a
+ * torn tail (a crash cut the last write short) from damage in the middle:
+ *   - bad lines with no good line after them are a torn tail: only writes
+ *     nobody was told about can be there, so they are dropped (logged) and
+ *     the file is truncated back to the last good line;
+ *   - a bad line followed by good ones, a gap in the sequence numbers, or any
+ *     bad line in a snapshot (snapshots are renamed into place whole) is
+ *     corruption: open() fails with a JournalCorruptError naming file, line
+ *     and byte offset. Losing leases without a word is worse than not
+ *     starting. With `onCorrupt: 'quarantine'` (an operator's explicit
+ *     choice, e.g. a --repair flag) the damaged file is copied aside
+ *     (`<file>.corrupt-<ms>`), each bad line is logged at error level with
+ *     its location, the rest is loaded, and a fresh snapshot is written.
+ *
+ * Compaction: write `<name>.snapshot.tmp` (generation G+1), fdatasync,
+ * rename, fsync the directory; then write a new journal holding only a
+ * G+1 header the same way. A crash between the two renames leaves a G+1
+ * snapshot next to a G journal, whose records the snapshot already holds:
+ * open() sees the older generation and ignores that journal.
+ *
+ * Durability (`fsync`):
+ *   'always' one fdatasync per change, the change's promise resolves after it;
+ *   'batch'  group commit: changes queued while a write+fdatasync is in flight
+ *            share the next one; each promise still resolves only once its
+ *            line is on disk (survives power loss, like 'always');
+ *   'never'  resolves once write() returned: survives kill -9 of this process
+ *            (the kernel has the bytes), not a power cut. flush()/close() sync.
+ *
+ * Reads (get/state) see a change as soon as put()/delete() is called; its
+ * promise says when it is durable. A caller that promises something to the
+ * outside world (a DHCPACK) awaits it first. After any write or fsync error
+ * the journal refuses all further changes (E_JOURNAL_IO): memory may then
+ * hold changes the disk does not, and retrying an fsync after a failure is
+ * not safe on Linux; restart and recover from disk.
+ */
+import { readFileSync } from 'node:fs';
+import { open, readFile, rename, mkdir, unlink, truncate, copyFile, readdir } from 'node:fs/promises';
+// zlib.crc32 needs Node 20.15+ (package.json says >=20; 20.20 is installed).
+import { crc32 } from 'node:zlib';
+import { join } from 'node:path';
+import { SwarmbootError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+export type FsyncPolicy = 'always' | 'batch' | 'never';
+
+/** Errors the journal raises on purpose. Codes: E_JOURNAL_IO, E_JOURNAL_LOCKED, E_JOURNAL_CLOSED, E_JOURNAL_VALUE. */
+export class JournalError extends SwarmbootError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, 500, message);
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+/** The files on disk do not add up; `file`, `line` (1-based) and `offset` (bytes) say where. */
+export class JournalCorruptError extends SwarmbootError {
+  readonly file: string;
+  readonly line: number;
+  readonly offset: number;
+  constructor(file: string, line: number, offset: number, why: string) {
+    super(
+      'E_JOURNAL_CORRUPT',
+      500,
+      `${file}:${line}: ${why} (byte offset ${offset}). The store was not opened so that no state is lost silently; ` +
+        `inspect the file, or open with onCorrupt: 'quarantine' to keep the good records and set the damaged file aside`,
+    );
+    this.file = file;
+    this.line = line;
+    this.offset = offset;
+  }
+}
+
+/** One open file, as much of it as the journal needs. */
+export interface JournalFile {
+  /** Writes all of `data` at the end of the file. */
+  append(data: Buffer): Promise<void>;
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The file system operations the journal uses. Tests pass a wrapper to
+ * count fsyncs or to make one fail; everything else uses `nodeJournalIo`.
+ */
+export interface JournalIo {
+  /** Opens for appending, creating the file (or failing with EEXIST when `exclusive`). */
+  openAppend(path: string, opts?: { exclusive?: boolean }): Promise<JournalFile>;
+  /** The whole file, or null when it does not exist. */
+  readFile(path: string): Promise<Buffer | null>;
+  rename(from: string, to: string): Promise<void>;
+  /** Removes the file; absent is fine. */
+  remove(path: string): Promise<void>;
+  truncate(path: string, length: number): Promise<void>;
+  copyFile(from: string, to: string): Promise<void>;
+  list(dir: string): Promise<string[]>;
+  mkdirp(dir: string): Promise<void>;
+  /** fsync of the directory itself, so renames and creations in it are durable. */
+  syncDir(dir: string): Promise<void>;
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+export const nodeJournalIo: JournalIo = {
+  async openAppend(path, opts) {
+    const fh = await open(path, opts?.exclusive === true ? 'ax' : 'a');
+    return {
+      async append(data) {
+        let done = 0;
+        while (done < data.length) {
+          const { bytesWritten } = await fh.write(data, done, data.length - done);
+          done += bytesWritten;
+        }
+      },
+      datasync: () => fh.datasync(),
+      close: () => fh.close(),
+    };
+  },
+  async readFile(path) {
+    try {
+      return await readFile(path);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw err;
+    }
+  },
+  rename: (from, to) => rename(from, to),
+  async remove(path) {
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+  },
+  truncate: (path, length) => truncate(path, length),
+  copyFile: (from, to) => copyFile(from, to),
+  list: (dir) => readdir(dir),
+  async mkdirp(dir) {
+    await mkdir(dir, { recursive: true });
+  },
+  async syncDir(dir) {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+};
+
+export interface JournalOptions<T> {
+  log: Logger;
+  /** Default 'batch'. */
+  fsync?: FsyncPolicy;
+  /** Compact once this many records were appended since the last snapshot; 0 = only on compact(). Default 10,000. */
+  compactEvery?: number;
+  /**
+   * Checks one stored value on load and returns it typed; throw to reject it
+   * (reported like a damaged line). Without it values are trusted as T.
+   */
+  decode?: (raw: unknown, key: string) => T;
+  /** Default 'fail'; see the file comment. */
+  onCorrupt?: 'fail' | 'quarantine';
+  /** Take `<name>.lock` so a second process cannot open the same store. Default true. */
+  lock?: boolean;
+  io?: JournalIo;
+  /** Clock for names of quarantined copies and for stats. */
+  now?: () => number;
+  /** Is the lock's owner still running? Default: `lockOwnerAlive` (tests fake it). */
+  isAlive?: (owner: LockOwner) => boolean;
+}
+
+export interface JournalStats {
+  generation: number;
+  /** Records in the current journal file (since the last snapshot). */
+  journalRecords: number;
+  keys: number;
+  fsyncs: number;
+  writes: number;
+  compactions: number;
+  lastCompactionAt: number | null;
+}
+
+const FORMAT_VERSION = 1;
+const MAX_BATCH_RECORDS = 8192;
+
+interface Deferred {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+type Job =
+  /** `fields` is the record's JSON minus its sequence number, which is given at write time (a compaction restarts it). */
+  | { kind: 'record'; fields: string; done: Deferred }
+  | { kind: 'sync'; done: Deferred }
+  | { kind: 'compact'; done: Deferred };
+
+/** What a parsed line holds; loader-internal. */
+interface LineSpan {
+  /** 1-based line number. */
+  line: number;
+  offset: number;
+  /** Bytes including the newline. */
+  length: number;
+  value: unknown;
+  problem: string | null;
+}
+
+function crcHex(text: string | Buffer): string {
+  return crc32(text).toString(16).padStart(8, '0');
+}
+
+/** `<crc32> <json>\n`, exported for tests and fixtures that build files by hand. */
+export function encodeLine(record: object): string {
+  return lineOf(JSON.stringify(record));
+}
+
+function lineOf(json: string): string {
+  return `${crcHex(json)} ${json}\n`;
+}
+
+/** Splits a file into checked lines; the last element is an unterminated tail when the file does not end in \n. */
+function splitLines(buf: Buffer): { lines: LineSpan[]; tail: { offset: number; length: number } | null } {
+  const lines: LineSpan[] = [];
+  let start = 0;
+  let n = 0;
+  while (start < buf.length) {
+    const nl = buf.indexOf(0x0a, start);
+    if (nl === -1) return { lines, tail: { offset: start, length: buf.length - start } };
+    n += 1;
+    const body = buf.subarray(start, nl);
+    lines.push({ line: n, offset: start, length: nl + 1 - start, ...checkLine(body) });
+    start = nl + 1;
+  }
+  return { lines, tail: null };
+}
+
+function checkLine(body: Buffer): { value: unknown; problem: string | null } {
+  if (body.length < 10 || body[8] !== 0x20) return { value: null, problem: 'malformed line (want "<crc32> <json>")' };
+  const hex = body.toString('latin1', 0, 8);
+  if (!/^[0-9a-f]{8}$/.test(hex)) return { value: null, problem: 'malformed checksum' };
+  const json = body.subarray(9);
+  if (crcHex(json) !== hex) return { value: null, problem: 'checksum mismatch' };
+  try {
+    return { value: JSON.parse(json.toString('utf8')) as unknown, problem: null };
+  } catch {
+    return { value: null, problem: 'checksum matches but JSON does not parse' };
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isGen(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+export class Journal<T> {
+  readonly dir: string;
+  readonly name: string;
+  private readonly map: Map<string, T>;
+  private readonly log: Logger;
+  private readonly io: JournalIo;
+  private readonly policy: FsyncPolicy;
+  private readonly compactEvery: number;
+  private readonly now: () => number;
+  private readonly lockHeld: boolean;
+  private file: JournalFile;
+  private generation: number;
+  private seq: number;
+  private unsynced = false;
+  /** Journal record count that triggers the next automatic compaction. */
+  private autoCompactAt: number;
+  private jobs: Job[] = [];
+  /** True from the moment a drain starts until its loop has seen the queue empty (cleared synchronously there). */
+  private running = false;
+  private draining: Promise<void> = Promise.resolve();
+  private failure: Error | null = null;
+  private closed = false;
+  private counters = { fsyncs: 0, writes: 0, compactions: 0, lastCompactionAt: null as number | null };
+
+  private constructor(init: {
+    dir: string;
+    name: string;
+    log: Logger;
+    io: JournalIo;
+    policy: FsyncPolicy;
+    compactEvery: number;
+    now: () => number;
+    lockHeld: boolean;
+    file: JournalFile;
+    generation: number;
+    seq: number;
+    state: Map<string, T>;
+  }) {
+    this.dir = init.dir;
+    this.name = init.name;
+    this.log = init.log;
+    this.io = init.io;
+    this.policy = init.policy;
+    this.compactEvery = init.compactEvery;
+    this.autoCompactAt = init.compactEvery;
+    this.now = init.now;
+    this.lockHeld = init.lockHeld;
+    this.file = init.file;
+    this.generation = init.generation;
+    this.seq = init.seq;
+    this.map = init.state;
+  }
+
+  /**
+   * Opens (creating if needed) the store `name` in `dir` and recovers its
+   * state. Throws JournalCorruptError (see the file comment) or
+   * JournalError E_JOURNAL_LOCKED when a live process holds the lock.
+   */
+  static async open<T>(dir: string, name: string, opts: JournalOptions<T>): Promise<Journal<T>> {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new JournalError('E_JOURNAL_VALUE', `bad journal name ${JSON.stringify(name)}`);
+    const io = opts.io ?? nodeJournalIo;
+    const log = opts.log.child({ subsystem: 'journal', journal: name });
+    const now = opts.now ?? Date.now;
+    const paths = journalPaths(dir, name);
+    await io.mkdirp(dir);
+    const lockHeld = opts.lock ?? true;
+    if (lockHeld) await takeLock(io, paths.lock, opts.isAlive ?? lockOwnerAlive, log);
+    try {
+      const loaded = await recover<T>(io, dir, name, { ...opts, log, now });
+      const j = new Journal<T>({
+        dir,
+        name,
+        log,
+        io,
+        policy: opts.fsync ?? 'batch',
+        compactEvery: opts.compactEvery ?? 10_000,
+        now,
+        lockHeld,
+        file: loaded.file,
+        generation: loaded.generation,
+        seq: loaded.seq,
+        state: loaded.state,
+      });
+      log.info(
+        { generation: loaded.generation, keys: loaded.state.size, journalRecords: loaded.seq, fsync: j.policy },
+        'journal opened',
+      );
+      if (loaded.mustCompact || (j.compactEvery > 0 && loaded.seq >= j.compactEvery)) {
+        await j.compact().catch(async (err: unknown) => {
+          await j.file.close().catch(() => undefined);
+          throw err;
+        });
+      }
+      return j;
+    } catch (err) {
+      if (lockHeld) await io.remove(paths.lock).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The recovered-and-current state. Values must not be mutated; replace them with put(). */
+  get state(): ReadonlyMap<string, T> {
+    return this.map;
+  }
+
+  get(key: string): T | undefined {
+    return this.map.get(key);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /**
+   * Sets `key` at once (reads see it) and resolves when the change is as
+   * durable as the fsync policy makes it. `value` must survive JSON.
+   */
+  put(key: string, value: T): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value);
+    } catch (err) {
+      return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON-serialisable`, { cause: err }));
+    }
+    // JSON.stringify gives undefined for undefined/functions; reloading would then find a record with no value.
+    if (json === undefined) return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON`));
+    const fields = `"k":${JSON.stringify(key)},"v":${json}`;
+    this.map.set(key, value);
+    return this.enqueue((done) => ({ kind: 'record', fields, done }));
+  }
+
+  /** Removes `key`; resolves to false (and writes nothing) when it was absent. */
+  delete(key: string): Promise<boolean> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    if (!this.map.has(key)) return Promise.resolve(false);
+    const fields = `"k":${JSON.stringify(key)},"d":true`;
+    this.map.delete(key);
+    return this.enqueue((done) => ({ kind: 'record', fields, done })).then(() => true);
+  }
+
+  /** Resolves once every change made so far is on disk (fdatasync even under 'never'). */
+  flush(): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    return this.enqueue((done) => ({ kind: 'sync', done }));
+  }
+
+  /** Writes a snapshot of the current state and starts an empty journal (see the file comment). */
+  compact(): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    return this.enqueue((done) => ({ kind: 'compact', done }));
+  }
+
+  /** Flushes, closes the file and releases the lock. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Refuse new changes first, so nothing is queued behind the final sync.
+    this.closed = true;
+    let flushError: unknown = null;
+    if (this.failure === null) await this.enqueue((done) => ({ kind: 'sync', done })).catch((err: unknown) => (flushError = err));
+    while (this.running) await this.draining;
+    await this.file.close().catch(() => undefined);
+    if (this.lockHeld) await this.io.remove(journalPaths(this.dir, this.name).lock).catch(() => undefined);
+    this.log.info({ keys: this.map.size }, 'journal closed');
+    if (flushError !== null) throw flushError;
+  }
+
+  stats(): JournalStats {
+    return {
+      generation: this.generation,
+      journalRecords: this.seq,
+      keys: this.map.size,
+      fsyncs: this.counters.fsyncs,
+      writes: this.counters.writes,
+      compactions: this.counters.compactions,
+      lastCompactionAt: this.counters.lastCompactionAt,
+    };
+  }
+
+  private refusal(): Error | null {
+    if (this.failure) return this.failure;
+    if (this.closed) return new JournalError('E_JOURNAL_CLOSED', `journal ${this.name} is closed`);
+    return null;
+  }
+
+  private enqueue(make: (done: Deferred) => Job): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.jobs.push(make({ resolve, reject }));
+      if (!this.running) {
+        this.running = true;
+        this.draining = this.drain();
+      }
+    });
+  }
+
+  /** The one writer: takes jobs in order, one write + (per policy) one fdatasync per batch. */
+  private async drain(): Promise<void> {
+    // `running` is cleared in this function's finally, in the same microtask
+    // as the check that saw the queue empty: a job enqueued meanwhile (say by
+    // the continuation of the last batch's put) is either seen by the loop or
+    // starts a new drain, never stranded.
+    try {
+      // Let the rest of the current tick queue up behind the first change, so
+      // a burst handled in one tick shares one write even under 'never'.
+      await Promise.resolve();
+      while (this.jobs.length > 0 && this.failure === null) await this.step();
+      if (this.failure) this.failAll(this.failure);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** One compaction, or one batch: a single write and (per policy) a single fdatasync. */
+  private async step(): Promise<void> {
+    const head = this.jobs[0];
+    if (head?.kind === 'compact') {
+      this.jobs.shift();
+      try {
+        await this.writeSnapshot();
+        head.done.resolve();
+      } catch (err) {
+        head.done.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+      return;
+    }
+    const batch: Job[] = [];
+    let records = 0;
+    let wantSync = this.policy !== 'never';
+    const limit = this.policy === 'always' ? 1 : MAX_BATCH_RECORDS;
+    for (let job = this.jobs[0]; job !== undefined && job.kind !== 'compact'; job = this.jobs[0]) {
+      if (job.kind === 'record') {
+        if (records === limit) break;
+        records += 1;
+      } else {
+        wantSync = true;
+      }
+      batch.push(job);
+      this.jobs.shift();
+    }
+    try {
+      if (records > 0) {
+        let text = '';
+        let seq = this.seq;
+        for (const j of batch) if (j.kind === 'record') text += lineOf(`{"s":${++seq},${j.fields}}`);
+        await this.file.append(Buffer.from(text, 'utf8'));
+        this.seq = seq;
+        this.counters.writes += 1;
+        this.unsynced = true;
+      }
+      if (wantSync && this.unsynced) {
+        await this.file.datasync();
+        this.counters.fsyncs += 1;
+        this.unsynced = false;
+      }
+    } catch (err) {
+      this.failure = new JournalError('E_JOURNAL_IO', `journal ${this.name}: write failed, refusing further changes`, { cause: err });
+      this.log.error({ err }, 'journal write failed; the store is read-only until restart');
+      for (const job of batch) job.done.reject(this.failure);
+      return;
+    }
+    for (const job of batch) job.done.resolve();
+    if (this.compactEvery > 0 && this.seq >= this.autoCompactAt && this.jobs[0]?.kind !== 'compact') {
+      try {
+        await this.writeSnapshot();
+      } catch (err) {
+        if (this.failure) return;
+        // Typically a full disk; the journal still works, so carry on and try again later.
+        this.autoCompactAt = this.seq + this.compactEvery;
+        this.log.warn({ err, retryAtRecords: this.autoCompactAt }, 'automatic compaction failed');
+      }
+    }
+  }
+
+  private failAll(failure: Error): void {
+    const jobs = this.jobs;
+    this.jobs = [];
+    for (const job of jobs) job.done.reject(failure);
+  }
+
+  /**
+   * Runs inside drain(), so no journal write is in flight. Failing before
+   * the snapshot rename leaves everything as it was; failing after it
+   * would leave this process appending to a journal that recovery will
+   * ignore as stale, so that is fatal.
+   */
+  private async writeSnapshot(): Promise<void> {
+    const p = journalPaths(this.dir, this.name);
+    const gen = this.generation + 1;
+    const parts: string[] = [encodeLine({ t: 'snapshot', v: FORMAT_VERSION, gen, n: this.map.size })];
+    for (const [k, v] of this.map) parts.push(encodeLine({ k, v }));
+    parts.push(encodeLine({ t: 'end', n: this.map.size }));
+    const started = this.now();
+    await this.io.remove(p.snapshotTmp);
+    const snap = await this.io.openAppend(p.snapshotTmp, { exclusive: true });
+    try {
+      await snap.append(Buffer.from(parts.join(''), 'utf8'));
+      await snap.datasync();
+    } finally {
+      await snap.close();
+    }
+    await this.io.rename(p.snapshotTmp, p.snapshot);
+    try {
+      await this.io.syncDir(this.dir);
+      const fresh = await createJournalFile(this.io, this.dir, p, gen);
+      await this.file.close().catch(() => undefined);
+      this.file = fresh;
+    } catch (err) {
+      this.failure = new JournalError('E_JOURNAL_IO', `journal ${this.name}: compaction failed after the snapshot was written`, { cause: err });
+      this.log.error({ err }, 'compaction failed half-way; the store is read-only until restart');
+      throw this.failure;
+    }
+    this.generation = gen;
+    this.seq = 0;
+    this.autoCompactAt = this.compactEvery;
+    this.unsynced = false;
+    this.counters.compactions += 1;
+    this.counters.lastCompactionAt = this.now();
+    this.log.info({ generation: gen, keys: this.map.size, ms: this.now() - started }, 'journal compacted');
+  }
+}
+
+function journalPaths(dir: string, name: string) {
+  return {
+    snapshot: join(dir, `${name}.snapshot`),
+    snapshotTmp: join(dir, `${name}.snapshot.tmp`),
+    journal: join(dir, `${name}.journal`),
+    journalTmp: join(dir, `${name}.journal.tmp`),
+    lock: join(dir, `${name}.lock`),
+  };
+}
+
+/** A new journal holding only its header, put in place atomically; returns it open for appending. */
+async function createJournalFile(io: JournalIo, dir: string, p: ReturnType<typeof journalPaths>, gen: number): Promise<JournalFile> {
+  await io.remove(p.journalTmp);
+  const file = await io.openAppend(p.journalTmp, { exclusive: true });
+  try {
+    await file.append(Buffer.from(encodeLine({ t: 'journal', v: FORMAT_VERSION, gen }), 'utf8'));
+    await file.datasync();
+    await io.rename(p.journalTmp, p.journal);
+    await io.syncDir(dir);
+  } catch (err) {
+    await file.close().catch(() => undefined);
+    throw err;
+  }
+  return file;
+}
+
+/** Who holds a lock: a pid, and that process's start time (clock ticks since boot, /proc/<pid>/stat field 22) when known. */
+export interface LockOwner {
+  pid: number;
+  start: string | null;
+}
+
+function procStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses; count fields after its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The pid alone is not enough: in a container the server is pid 1 (or
+ * another small number) after every restart, so a lock left by a killed
+ * server names a pid that is alive again. A lock also records the owner's
+ * start time; a live pid with a different start time is a reused pid.
+ */
+export function lockOwnerAlive(owner: LockOwner): boolean {
+  try {
+    process.kill(owner.pid, 0);
+  } catch (err) {
+    if (!isErrno(err, 'EPERM')) return false;
+  }
+  const start = procStart(owner.pid);
+  return owner.start === null || start === null || start === owner.start;
+}
+
+async function takeLock(io: JournalIo, path: string, isAlive: (owner: LockOwner) => boolean, log: Logger): Promise<void> {
+  const me = `${process.pid} ${procStart(process.pid) ?? '-'}\n`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const f = await io.openAppend(path, { exclusive: true });
+      await f.append(Buffer.from(me));
+      await f.close();
+      return;
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+    }
+    const text = (await io.readFile(path))?.toString('utf8').trim() ?? '';
+    const [pidText, startText] = text.split(' ');
+    const owner: LockOwner = { pid: Number(pidText), start: startText === undefined || startText === '-' ? null : startText };
+    if (Number.isSafeInteger(owner.pid) && owner.pid > 0 && isAlive(owner)) {
+      throw new JournalError(
+        'E_JOURNAL_LOCKED',
+        `${path} is held by running process ${owner.pid}${text === me.trim() ? ' (this process: opened twice?)' : ''}; ` +
+          'two servers must not share a state directory',
+      );
+    }
+    log.warn({ lock: path, owner: text }, 'removing stale lock (its process is gone: crash or kill?)');
+    await io.remove(path);
+  }
+  throw new JournalError('E_JOURNAL_LOCKED', `${path}: could not take the lock`);
+}
+
+interface Recovered<T> {
+  state: Map<string, T>;
+  generation: number;
+  seq: number;
+  file: JournalFile;
+  mustCompact: boolean;
+}
+
+async function recover<T>(
+  io: JournalIo,
+  dir: string,
+  name: string,
+  opts: JournalOptions<T> & { log: Logger; now: () => number },
+): Promise<Recovered<T>> {
+  const p = journalPaths(dir, name);
+  const log = opts.log;
+  const quarantine = opts.onCorrupt === 'quarantine';
+  const decode = opts.decode ?? ((raw: unknown) => raw as T);
+  let mustCompact = false;
+
+  // Leftovers of a compaction that crashed before its rename: never read, the real files are intact.
+  for (const f of await io.list(dir)) {
+    if (f === `${name}.snapshot.tmp` || f === `${name}.journal.tmp`) {
+      log.warn({ file: f }, 'removing leftover temporary file of an interrupted compaction');
+      await io.remove(join(dir, f));
+    }
+  }
+
+  /** Reports one damaged place: throws in 'fail' mode, logs (and copies the file aside once) in 'quarantine'. */
+  const damaged = new Set<string>();
+  const problem = async (file: string, line: number, offset: number, why: string): Promise<void> => {
+    if (!quarantine) throw new JournalCorruptError(file, line, offset, why);
+    if (!damaged.has(file)) {
+      damaged.add(file);
+      const copy = `${file}.corrupt-${opts.now()}`;
+      await io.copyFile(file, copy);
+      log.error({ file, copy }, 'damaged store file copied aside before repair');
+    }
+    log.error({ file, line, offset, why }, 'skipping damaged record (quarantine mode)');
+    mustCompact = true;
+  };
+  const decodeValue = async (file: string, span: LineSpan, key: string, raw: unknown): Promise<{ ok: true; value: T } | { ok: false }> => {
+    try {
+      return { ok: true, value: decode(raw, key) };
+    } catch (err) {
+      await problem(file, span.line, span.offset, `value for ${JSON.stringify(key)} rejected: ${err instanceof Error ? err.message : String(err)}`);
+      return { ok: false };
+    }
+  };
+
+  const state = new Map<string, T>();
+  let generation = 0;
+  const snapBuf = await io.readFile(p.snapshot);
+  if (snapBuf !== null) {
+    const { lines, tail } = splitLines(snapBuf);
+    const header = lines[0];
+    const h = header?.value;
+    if (!header || header.problem || !isObject(h) || h.t !== 'snapshot' || h.v !== FORMAT_VERSION || !isGen(h.gen)) {
+      // Without a trustworthy generation the journal cannot be matched to it: no repair is safe.
+      throw new JournalCorruptError(p.snapshot, 1, 0, header?.problem ?? 'missing or unsupported snapshot header');
+    }
+    generation = h.gen;
+    let ended = false;
+    for (const span of lines.slice(1)) {
+      if (ended) {
+        await problem(p.snapshot, span.line, span.offset, 'data after the end record');
+        continue;
+      }
+      const r = span.value;
+      if (span.problem || !isObject(r)) {
+        await problem(p.snapshot, span.line, span.offset, span.problem ?? 'record is not an object');
+        continue;
+      }
+      if (r.t === 'end') {
+        ended = true;
+        if (r.n !== h.n || state.size !== h.n) {
+          await problem(p.snapshot, span.line, span.offset, `snapshot holds ${state.size} keys, its header says ${String(h.n)}`);
+        }
+        continue;
+      }
+      if (typeof r.k !== 'string' || !('v' in r)) {
+        await problem(p.snapshot, span.line, span.offset, 'record lacks key or value');
+        continue;
+      }
+      const d = await decodeValue(p.snapshot, span, r.k, r.v);
+      if (d.ok) state.set(r.k, d.value);
+    }
+    if (tail) await problem(p.snapshot, lines.length + 1, tail.offset, 'unterminated last line');
+    if (!ended) await problem(p.snapshot, lines.length + 1, snapBuf.length, 'snapshot has no end record (truncated)');
+  }
+
+  const jBuf = await io.readFile(p.journal);
+  let seq = 0;
+  let replay = true;
+  if (jBuf === null) {
+    if (snapBuf !== null) log.warn({ file: p.journal }, 'journal missing next to a snapshot; starting a new one');
+    replay = false;
+  } else {
+    const { lines, tail } = splitLines(jBuf);
+    const header = lines[0];
+    const h = header?.value;
+    if (!header || header.problem || !isObject(h) || h.t !== 'journal' || h.v !== FORMAT_VERSION || !isGen(h.gen)) {
+      // Journals are created whole (tmp + rename), so even a fresh one has its header.
+      throw new JournalCorruptError(p.journal, 1, 0, header?.problem ?? 'missing or unsupported journal header');
+    }
+    if (h.gen < generation) {
+      log.warn({ journalGeneration: h.gen, snapshotGeneration: generation }, 'journal predates the snapshot (compaction was interrupted); ignoring it');
+      replay = false;
+    } else if (h.gen > generation) {
+      throw new JournalCorruptError(
+        p.journal,
+        1,
+        0,
+        snapBuf === null
+          ? `journal is generation ${h.gen} but ${p.snapshot} is missing`
+          : `journal is generation ${h.gen} but ${p.snapshot} is generation ${generation} (an older snapshot was put back?)`,
+      );
+    } else {
+      const body = lines.slice(1);
+      // Torn tail: the damaged lines that only have damaged lines (or nothing) after them.
+      let keep = body.length;
+      while (keep > 0 && body[keep - 1]!.problem !== null) keep -= 1;
+      const tornFrom = keep < body.length ? body[keep]!.offset : tail?.offset ?? null;
+      for (const span of body.slice(0, keep)) {
+        const r = span.value;
+        if (span.problem || !isObject(r)) {
+          await problem(p.journal, span.line, span.offset, span.problem ?? 'record is not an object');
+          continue;
+        }
+        if (r.s !== seq + 1) {
+          await problem(p.journal, span.line, span.offset, `sequence jumps from ${seq} to ${String(r.s)} (records missing)`);
+          if (!isGen(r.s)) continue;
+        }
+        if (typeof r.k !== 'string' || (!('v' in r) && r.d !== true)) {
+          await problem(p.journal, span.line, span.offset, 'record lacks key or value');
+          continue;
+        }
+        seq = r.s as number;
+        if (r.d === true) {
+          state.delete(r.k);
+        } else {
+          const d = await decodeValue(p.journal, span, r.k, r.v);
+          if (d.ok) state.set(r.k, d.value);
+        }
+      }
+      if (tornFrom !== null) {
+        log.warn(
+          { file: p.journal, droppedBytes: jBuf.length - tornFrom, droppedLines: body.length - keep + (tail ? 1 : 0) },
+          'dropping torn tail of journal (unacknowledged writes cut short by a crash)',
+        );
+        await io.truncate(p.journal, tornFrom);
+      }
+    }
+  }
+
+  let file: JournalFile;
+  if (replay) {
+    file = await io.openAppend(p.journal);
+  } else {
+    file = await createJournalFile(io, dir, p, generation);
+    seq = 0;
+  }
+  return { state, generation, seq, file, mustCompact };
+}
