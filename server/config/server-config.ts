@@ -61,7 +61,7 @@ interface RawConfig {
   state: string;
   log_level: string;
   http: { address: string; port: number; secrets_to_leased_ip_only: boolean };
-  tftp: { enabled: boolean; address: string; port: number; blksize_cap: number; max_transfers: number; timeout: string; retries: number };
+  tftp: { enabled: boolean; address?: string; port: number; blksize_cap: number; max_transfers: number; timeout: string; retries: number };
   dhcp: {
     mode: DhcpMode;
     reply_delay: string;
@@ -211,7 +211,7 @@ export function loadServerConfig(
     http: { address: raw.http.address, port: flags.httpPort ?? raw.http.port, secretsToLeasedIpOnly: raw.http.secrets_to_leased_ip_only },
     tftp: {
       enabled: raw.tftp.enabled,
-      address: raw.tftp.address,
+      address: raw.tftp.address ?? ifc.address,
       port: flags.tftpPort ?? raw.tftp.port,
       blksizeCap: raw.tftp.blksize_cap,
       maxTransfers: raw.tftp.max_transfers,

@@ -30,7 +30,7 @@ t.test('embedded defaults: proxy DHCP on the only interface, ports 8080/69, dirs
   t.match(c, { interface: 'eth1', address: '10.0.0.1', subnet: '10.0.0.0/24', profilesDir: '/srv/sb/profiles', assetsDir: '/srv/sb/assets', stateDir: '/srv/sb/state' });
   t.match(c.dhcp, { mode: 'proxy', replyDelayMs: 0, pools: [] });
   t.match(c.http, { port: 8080, secretsToLeasedIpOnly: true });
-  t.match(c.tftp, { port: 69, blksizeCap: 1468, maxTransfers: 64, timeoutMs: 1000, retries: 5, enabled: true });
+  t.match(c.tftp, { address: '10.0.0.1', port: 69, blksizeCap: 1468, maxTransfers: 64, timeoutMs: 1000, retries: 5, enabled: true });
   t.ok(Object.isFrozen(c));
 });
 
