@@ -21,15 +21,33 @@ t.test('validate: examples exit 0; broken set exits 1 with every problem', async
 });
 
 t.test('machines: table and --json with the documented keys', async (t) => {
-  const table = await runCli(['machines', '--profiles', packageFile('profiles')]);
+  const table = await runCli(['machines', '--profiles', packageFile('profiles'), '--offline']);
   t.equal(table.code, 0);
-  t.match(table.out, /^MAC\s+HOSTNAME\s+PROFILE\s+ROLE\s+BOOT\n/);
-  const json = await runCli(['machines', '--profiles', packageFile('profiles'), '--json']);
+  t.match(table.out, /^MAC\s+HOSTNAME\s+PROFILE\s+ROLE\s+BOOT\s+IP\s+LAST STEP\s+SWARM\n/);
+  const json = await runCli(['machines', '--profiles', packageFile('profiles'), '--json', '--offline']);
   const rows = JSON.parse(json.out) as Record<string, string>[];
   t.equal(rows.length, 7);
-  for (const r of rows) t.same(Object.keys(r).sort(), ['boot', 'hostname', 'mac', 'profile', 'role']);
-  t.same(rows.find((r) => r.hostname === 'worker3'), { mac: '52:54:00:5b:00:13', hostname: 'worker3', profile: 'worker', role: 'worker', boot: 'ipxe' });
+  for (const r of rows) for (const k of ['mac', 'hostname', 'profile', 'role', 'boot']) t.ok(k in r, `key ${k}`);
+  t.match(rows.find((r) => r.hostname === 'worker3'), { mac: '52:54:00:5b:00:13', hostname: 'worker3', profile: 'worker', role: 'worker', boot: 'ipxe', ip: null, swarm: null });
   t.equal(rows.find((r) => r.hostname === 'worker4')?.boot, 'pxelinux');
+});
+
+t.test('machines: merges what a running server observed; says so when none answers', async (t) => {
+  const http = await import('node:http');
+  const server = http.createServer((_req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify([{ mac: '52:54:00:5b:00:11', ip: '10.0.0.111', lastStep: 'ignition', lastSeen: '2026-01-01T00:00:00.000Z', swarm: { event: 'joined', role: 'worker', nodeId: 'abcdef0123456789', at: '2026-01-01T00:00:00.000Z' } }]));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const r = await runCli(['machines', '--profiles', packageFile('profiles'), '--api', api]);
+  t.match(r.out, /52:54:00:5b:00:11\s+worker1\s+worker\s+worker\s+ipxe\s+10\.0\.0\.111\s+ignition\s+joined worker abcdef012345/);
+  const j = JSON.parse((await runCli(['machines', '--profiles', packageFile('profiles'), '--api', api, '--json'])).out) as { hostname: string; swarm: unknown }[];
+  t.match(j.find((x) => x.hostname === 'worker1')?.swarm, { nodeId: 'abcdef0123456789' });
+  const down = await runCli(['machines', '--profiles', packageFile('profiles'), '--api', 'http://127.0.0.1:1']);
+  t.equal(down.code, 0);
+  t.match(down.err, /no server at http:\/\/127\.0\.0\.1:1 .*showing profiles only/);
 });
 
 t.test('render: each kind, any MAC form, -o FILE, same bytes twice', async (t) => {
