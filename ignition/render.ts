@@ -20,9 +20,14 @@ import {
   DOCKER_UNIT_PATH,
   DOCKER_WANTS_LINK,
   HOSTNAME_PATH,
+  RECONCILE_SERVICE_NAME,
+  RECONCILE_TIMER_NAME,
   SWARM_ENV_PATH,
   SWARM_SCRIPT_PATH,
   SWARM_UNIT_NAME,
+  reconcileEnabled,
+  reconcileService,
+  reconcileTimer,
   swarmEnabled,
   swarmEnv,
   swarmUnit,
@@ -108,6 +113,13 @@ export function renderIgnition(ctx: RenderContext, swarmScript: string): Ignitio
     claims.claim(SWARM_ENV_PATH, 'swarmboot (swarm environment)');
     units.push({ name: SWARM_UNIT_NAME, enabled: true, contents: swarmUnit() });
     claims.claim(unitPath(SWARM_UNIT_NAME), 'swarmboot (swarm unit)');
+    if (reconcileEnabled(ctx)) {
+      // The service is started by the timer only: enabling it would be a no-op (no [Install]).
+      units.push({ name: RECONCILE_SERVICE_NAME, contents: reconcileService() });
+      claims.claim(unitPath(RECONCILE_SERVICE_NAME), 'swarmboot (reconcile service)');
+      units.push({ name: RECONCILE_TIMER_NAME, enabled: true, contents: reconcileTimer() });
+      claims.claim(unitPath(RECONCILE_TIMER_NAME), 'swarmboot (reconcile timer)');
+    }
   }
 
   ctx.profile.files.forEach((f, i) => {

@@ -1,21 +1,25 @@
 #!/bin/sh
-# swarmboot: join the Docker swarm at boot, leave it at shutdown.
+# swarmboot: join the Docker swarm at boot, leave it at shutdown, and (on
+# the swarm leader) keep it in the shape the profiles describe.
 #
 # Installed by swarmboot's Ignition config as /opt/swarmboot/swarm.sh and run
 # by swarmboot-swarm.service: `swarm.sh join` (ExecStart), `swarm.sh leave`
-# (ExecStop), with /etc/swarmboot/swarm.env as its environment:
+# (ExecStop); on managers in automatic mode also by
+# swarmboot-reconcile.service (every 30 s from its timer): `swarm.sh
+# reconcile`. All read /etc/swarmboot/swarm.env as their environment:
 #   SWARMBOOT_URL SWARMBOOT_MAC SWARMBOOT_SECRET SWARMBOOT_ROLE (manager|worker)
 #   SWARMBOOT_HOSTNAME SWARMBOOT_MODE (automatic|static)
 #   automatic: SWARMBOOT_LEAVE_LAST_MANAGER (0|1)
 #   static:    SWARMBOOT_MANAGERS (host:port,...) SWARMBOOT_TOKEN
 # Overridable (tests): DOCKER, CURL, SWARMBOOT_SLEEP, SWARMBOOT_RETRY_MAX,
-#   SWARMBOOT_ADVERTISE_ADDR, SWARMBOOT_DOCKER_WAIT (tries, 2 s apart).
+#   SWARMBOOT_ADVERTISE_ADDR, SWARMBOOT_DOCKER_WAIT (tries, 2 s apart),
+#   SWARMBOOT_NOW (epoch seconds, for reconcile's remove_down_after).
 #
 # Exit codes (the unit's RestartPreventExitStatus= lists 1 and 2):
 #   0 done; 1 refused by the server (403/404: wrong secret or unknown
 #   machine, retrying cannot help); 2 usage or configuration error;
-#   3 transient failure (dockerd not answering, no manager accepted us),
-#   which systemd retries.
+#   3 transient failure (dockerd not answering, no manager accepted us,
+#   a reconcile step failed), which systemd (or the next timer run) retries.
 #
 # Join tokens and the secret are never printed (stdout and stderr end up in
 # the journal) and never put on curl's command line (ps would show them):
@@ -31,6 +35,8 @@ DOCKER_WAIT=${SWARMBOOT_DOCKER_WAIT:-90}
 MODE=${SWARMBOOT_MODE:-}
 ROLE=${SWARMBOOT_ROLE:-}
 URL=${SWARMBOOT_URL:-}
+
+CR=$(printf '\r')
 
 log() { printf 'swarmboot: %s\n' "$*" >&2; }
 die() { _code=$1; shift; log "$*"; exit "$_code"; }
@@ -116,8 +122,12 @@ report() {
   esac
 }
 
+# The first line of the last reply, printable characters only: the
+# server's reason, never a token (replies that carry one are not shown).
+body_line() { head -n 1 "$TMP/body" 2>/dev/null | tr -cd '[:print:]' | cut -c 1-200; }
+
 refused() {
-  _why=$(head -n 1 "$TMP/body" 2>/dev/null | tr -cd '[:print:]' | cut -c 1-200)
+  _why=$(body_line)
   die 1 "rendezvous refused (HTTP $1${_why:+: $_why}): check the machine's swarm secret and that $SWARMBOOT_MAC is listed"
 }
 
@@ -149,7 +159,8 @@ join_static() {
 }
 
 # The first manager publishes the tokens; nobody else can join until it
-# has, so this report is retried rather than best effort.
+# has, so this report is retried rather than best effort. Returns 1 when
+# the server refused this swarm (and it was left).
 report_init() {
   _wtok=$($DOCKER swarm join-token -q worker 2>/dev/null) || die 3 "cannot read the worker join token after init"
   _mtok=$($DOCKER swarm join-token -q manager 2>/dev/null) || die 3 "cannot read the manager join token after init"
@@ -161,6 +172,14 @@ report_init() {
     case $_st in
       2??) log "swarm created (node $_id); tokens reported"; return 0 ;;
       403 | 404) refused "$_st" ;;
+      409)
+        # This node's init lease ran out and another manager took it over
+        # (or a swarm was adopted meanwhile): keeping this swarm would split
+        # the cluster in two, so it goes and the node joins the chosen one.
+        log "the server refused this swarm ($(body_line)); leaving it"
+        $DOCKER swarm leave --force >/dev/null || die 3 "docker swarm leave --force of the refused swarm failed"
+        return 1
+        ;;
     esac
     [ "$_try" -lt 10 ] || die 3 "could not report the new swarm to $URL (HTTP $_st)"
     log "report event=init failed (HTTP $_st); retrying in ${_d}s"
@@ -180,7 +199,7 @@ join_automatic() {
       200)
         action='' token='' managers='' retry=''
         while IFS='=' read -r _k _v || [ -n "$_k" ]; do
-          _v=${_v%"$(printf '\r')"}
+          _v=${_v%"$CR"}
           case $_k in
             action) action=$_v ;;
             token) token=$_v ;;
@@ -191,10 +210,11 @@ join_automatic() {
         case $action in
           init)
             if $DOCKER swarm init --advertise-addr "$ADDR" >/dev/null; then
-              report_init
-              return 0
+              if report_init; then return 0; fi
+              log "asking again to join the cluster's swarm"
+            else
+              log "docker swarm init failed; asking again"
             fi
-            log "docker swarm init failed; asking again"
             ;;
           join)
             if [ -z "$token" ] || [ -z "$managers" ]; then
@@ -288,6 +308,173 @@ do_leave() {
   if [ "$MODE" = automatic ]; then report left 5 || true; fi
 }
 
+# ---- reconcile (the leader, from swarmboot-reconcile.timer) ------------------
+
+# One line per node. UpdatedAt is the last change swarmkit made to the node
+# object; marking it down is one, so for a Down node it is when it went down
+# (or later, if someone changed it since: the clock then restarts, which
+# errs on the side of keeping it).
+NODE_FMT='{{.ID}} {{.Description.Hostname}} {{.Status.State}} {{.Spec.Role}} {{.UpdatedAt.Unix}} {{if .ManagerStatus}}{{.ManagerStatus.Reachability}} {{.ManagerStatus.Addr}}{{else}}- -{{end}}'
+LABELS_FMT='{{range $k, $v := .Spec.Labels}}{{$k}}={{$v}}{{println}}{{end}}'
+
+is_leader() {
+  [ "$($DOCKER node inspect self --format '{{.ManagerStatus.Leader}}' 2>/dev/null || true)" = true ]
+}
+
+# remove_node ID ROLE. A Down manager is still a raft member and counts
+# against the quorum; it has to be demoted before it can be removed.
+remove_node() {
+  if [ "$2" = manager ]; then
+    $DOCKER node demote "$1" >/dev/null || return 1
+  fi
+  $DOCKER node rm "$1" >/dev/null
+}
+
+# apply_labels ID HOSTNAME: add the labels the profiles give HOSTNAME that
+# the node lacks or holds with another value, in one `docker node update`.
+# Labels the profiles do not name are left alone (set by hand or by another
+# tool); removing a label from a profile therefore does not remove it from
+# the node.
+apply_labels() {
+  _lid=$1 _lhost=$2
+  awk -v h="$_lhost" 'index($0, h " ") == 1 { print substr($0, length(h) + 2) }' "$TMP/labels" >"$TMP/want"
+  [ -s "$TMP/want" ] || return 0
+  $DOCKER node inspect --format "$LABELS_FMT" "$_lid" >"$TMP/have" 2>/dev/null || return 1
+  set --
+  while IFS= read -r _kv <&4; do
+    grep -qxF -e "$_kv" "$TMP/have" || set -- "$@" --label-add "$_kv"
+  done 4<"$TMP/want"
+  [ $# -gt 0 ] || return 0
+  $DOCKER node update "$@" "$_lid" >/dev/null || return 1
+  LABELED=$((LABELED + 1))
+  log "set $(($# / 2)) label(s) on $_lhost ($_lid)"
+}
+
+# report_tokens EVENT [name=value...]: hand the current tokens to the
+# server (event=rotated after a rotation, event=tokens when the server's
+# were stale). Retried: until it lands, new nodes get tokens that no longer
+# work.
+report_tokens() {
+  _tev=$1
+  shift
+  _try=1
+  _d=1
+  while :; do
+    _tst=$(api report 30 "event=$_tev" "node_id=$SELF" "worker_token=$WTOK" "manager_token=$MTOK" "$@")
+    case $_tst in
+      2??) log "join tokens handed to the server (event=$_tev)"; return 0 ;;
+      403 | 404) refused "$_tst" ;;
+      409) log "the server refused the join tokens: $(body_line)"; return 1 ;;
+    esac
+    [ "$_try" -lt 3 ] || { log "could not hand the join tokens to the server (HTTP $_tst)"; return 1; }
+    $SLEEP "$_d"
+    _try=$((_try + 1))
+    _d=$((_d * 2))
+  done
+}
+
+do_reconcile() {
+  [ "$MODE" = automatic ] || die 2 "reconcile needs SWARMBOOT_MODE=automatic"
+  [ "$ROLE" = manager ] || die 2 "reconcile runs on managers only"
+  $DOCKER info >/dev/null 2>&1 || die 3 "dockerd is not answering"
+  _state=$(node_state)
+  if [ "$_state" != active ]; then
+    log "not in a swarm (state: ${_state:-unknown}); nothing to reconcile"
+    exit 0
+  fi
+  # Every manager's timer fires; only the leader acts, so two managers
+  # never remove nodes or rotate tokens at the same time.
+  is_leader || exit 0
+
+  _st=$(api desired 30)
+  case $_st in
+    200) ;;
+    403 | 404) refused "$_st" ;;
+    *) die 3 "cannot fetch the desired state from $URL (HTTP $_st)" ;;
+  esac
+  remove_after=never rotate=none want_sum=''
+  : >"$TMP/labels"
+  while IFS= read -r _line || [ -n "$_line" ]; do
+    _line=${_line%"$CR"}
+    case $_line in
+      remove_down_after=*) remove_after=${_line#*=} ;;
+      rotate=*) rotate=${_line#*=} ;;
+      tokens_sha256=*) want_sum=${_line#*=} ;;
+      label=*) printf '%s\n' "${_line#label=}" >>"$TMP/labels" ;;
+    esac
+  done <"$TMP/body"
+  [ "$remove_after" = never ] || is_uint "$remove_after" || die 3 "the server sent remove_down_after=$remove_after"
+  case $rotate in none | worker | manager | both) ;; *) die 3 "the server sent rotate=$rotate" ;; esac
+
+  SELF=$(node_id)
+  _ids=$($DOCKER node ls -q 2>/dev/null) || die 3 "docker node ls failed"
+  # shellcheck disable=SC2086
+  $DOCKER node inspect --format "$NODE_FMT" $_ids >"$TMP/nodes" 2>/dev/null || die 3 "docker node inspect failed"
+  _now=${SWARMBOOT_NOW:-$(date +%s)}
+  awk '$3 == "ready" { print $2 }' "$TMP/nodes" >"$TMP/ready"
+  LABELED=0 FAILED=0 KEPT=0 GONE=0 REMOVED=''
+
+  # Stale nodes. Only state "down" counts (not unknown or disconnected),
+  # and never this node.
+  while read -r _id _host _nst _role _upd _rest <&3; do
+    [ "$_nst" = down ] && [ "$_id" != "$SELF" ] || continue
+    _why=''
+    if grep -qxF -e "$_host" "$TMP/ready"; then
+      _why="a Ready node has its hostname (it rebooted without its swarm state)"
+    elif [ "$remove_after" != never ] && is_uint "$_upd" && [ $((_now - _upd)) -ge "$remove_after" ]; then
+      _why="down for $((_now - _upd))s, remove_down_after is ${remove_after}s"
+    fi
+    if [ -z "$_why" ]; then
+      KEPT=$((KEPT + 1))
+    elif remove_node "$_id" "$_role"; then
+      log "removed $_role $_host ($_id): $_why"
+      REMOVED=${REMOVED:+$REMOVED,}$_host/$_id
+      GONE=$((GONE + 1))
+    else
+      log "could not remove $_role $_host ($_id), which is stale: $_why"
+      FAILED=$((FAILED + 1))
+    fi
+  done 3<"$TMP/nodes"
+
+  while read -r _id _host _nst _rest <&3; do
+    [ "$_nst" = ready ] || continue
+    apply_labels "$_id" "$_host" || { log "could not set labels on $_host ($_id)"; FAILED=$((FAILED + 1)); }
+  done 3<"$TMP/nodes"
+
+  _rotated=''
+  for _r in worker manager; do
+    case $rotate in "$_r" | both) ;; *) continue ;; esac
+    # stdout is the new token: not for the journal.
+    if $DOCKER swarm join-token --rotate -q "$_r" >/dev/null; then
+      _rotated=${_rotated:+$_rotated,}$_r
+      log "rotated the $_r join token"
+    else
+      log "could not rotate the $_r join token"
+      FAILED=$((FAILED + 1))
+    fi
+  done
+  WTOK=$($DOCKER swarm join-token -q worker 2>/dev/null) || WTOK=''
+  MTOK=$($DOCKER swarm join-token -q manager 2>/dev/null) || MTOK=''
+  if [ -z "$WTOK" ] || [ -z "$MTOK" ]; then
+    log "cannot read the join tokens"
+    FAILED=$((FAILED + 1))
+  elif [ -n "$_rotated" ]; then
+    report_tokens rotated "rotated=$_rotated" || FAILED=$((FAILED + 1))
+  elif [ "$(printf '%s\n%s' "$WTOK" "$MTOK" | sha256sum | cut -d ' ' -f 1)" != "$want_sum" ]; then
+    # The server's tokens are not the swarm's: rotated by hand, or the
+    # server lost its state and is about to elect a second first manager.
+    report_tokens tokens || FAILED=$((FAILED + 1))
+  fi
+
+  _mgrs=$(awk '$3 == "ready" && $4 == "manager" && $6 == "reachable" { printf "%s%s", s, $7; s = "," } END { print "" }' "$TMP/nodes")
+  _n=$(($(awk 'END { print NR }' "$TMP/nodes") - GONE))
+  report reconcile 10 "node_id=$SELF" "managers=$_mgrs" "nodes=$_n" "labeled=$LABELED" "removed=$REMOVED" "kept_down=$KEPT" "failed=$FAILED" || true
+  if [ "$LABELED" -gt 0 ] || [ "$GONE" -gt 0 ] || [ "$FAILED" -gt 0 ]; then
+    log "reconciled: $_n node(s), labels set on $LABELED, removed $GONE, kept $KEPT down node(s), $FAILED failure(s)"
+  fi
+  [ "$FAILED" -eq 0 ] || exit 3
+}
+
 # ---- main ------------------------------------------------------------------
 
 case $MODE in automatic | static) ;; *) die 2 "SWARMBOOT_MODE must be automatic or static, not '$MODE'" ;; esac
@@ -305,5 +492,6 @@ case ${1:-} in
     do_join
     ;;
   leave) do_leave ;;
-  *) die 2 "usage: swarm.sh join|leave" ;;
+  reconcile) do_reconcile ;;
+  *) die 2 "usage: swarm.sh join|leave|reconcile" ;;
 esac

@@ -1,13 +1,16 @@
 /**
  * What swarmboot itself puts on every blade besides the profile's own files:
- * the swarm unit, the environment file that is the contract between the
- * renderer and ignition/swarm.sh, and the paths they live at. Pure: text in,
- * text out.
+ * the swarm unit, the reconcile service and timer (managers in automatic
+ * mode), the environment file that is the contract between the renderer
+ * and ignition/swarm.sh, and the paths they live at. Pure: text in, text
+ * out.
  */
 import { ConfigError } from '../server/errors.js';
 import type { RenderContext } from '../server/profiles/types.js';
 
 export const SWARM_UNIT_NAME = 'swarmboot-swarm.service';
+export const RECONCILE_SERVICE_NAME = 'swarmboot-reconcile.service';
+export const RECONCILE_TIMER_NAME = 'swarmboot-reconcile.timer';
 export const SWARM_SCRIPT_PATH = '/opt/swarmboot/swarm.sh';
 export const SWARM_ENV_PATH = '/etc/swarmboot/swarm.env';
 export const HOSTNAME_PATH = '/etc/hostname';
@@ -61,6 +64,54 @@ RestartPreventExitStatus=${SWARM_PERMANENT_EXIT_CODES.join(' ')}
 [Install]
 WantedBy=multi-user.target
 `;
+}
+
+/** How often the leader reconciles; the server treats three periods without a report as "no news". */
+export const RECONCILE_INTERVAL_SEC = 30;
+/** Bounds one run: desired state, a few docker calls per node, the reports (each bounded by curl's --max-time). */
+export const RECONCILE_TIMEOUT_SEC = 300;
+
+/**
+ * The leader's reconciler: node labels from the profiles, stale (Down)
+ * nodes removed, join tokens rotated on request. Every manager runs it;
+ * swarm.sh exits at once unless this node is the swarm leader. Started by
+ * its timer only, so it has no [Install] section.
+ */
+export function reconcileService(): string {
+  return `# Written by swarmboot. Run by ${RECONCILE_TIMER_NAME}; acts only on the swarm leader.
+[Unit]
+Description=swarmboot: apply node labels, remove stale nodes, rotate join tokens (swarm leader only)
+Requires=docker.service
+# After the join: a manager that is still joining has nothing to reconcile.
+After=docker.service ${SWARM_UNIT_NAME}
+
+[Service]
+Type=oneshot
+EnvironmentFile=${SWARM_ENV_PATH}
+ExecStart=${SWARM_SCRIPT_PATH} reconcile
+TimeoutStartSec=${RECONCILE_TIMEOUT_SEC}
+`;
+}
+
+export function reconcileTimer(): string {
+  return `# Written by swarmboot. Starts ${RECONCILE_SERVICE_NAME} on every manager; only the leader acts.
+[Unit]
+Description=swarmboot: reconcile the swarm every ${RECONCILE_INTERVAL_SEC}s (leader only)
+
+[Timer]
+OnBootSec=1min
+OnUnitActiveSec=${RECONCILE_INTERVAL_SEC}s
+AccuracySec=5s
+Unit=${RECONCILE_SERVICE_NAME}
+
+[Install]
+WantedBy=timers.target
+`;
+}
+
+/** Whether this machine gets the reconcile service and timer: managers in automatic mode (static swarms are not swarmboot's to change). */
+export function reconcileEnabled(ctx: RenderContext): boolean {
+  return ctx.profile.role === 'manager' && ctx.cluster.swarm.mode === 'automatic';
 }
 
 /** Whether this machine gets the swarm script, env file and unit at all. */
@@ -120,5 +171,6 @@ export function swarmEnvVars(ctx: RenderContext): Array<[string, string]> {
 
 export function swarmEnv(ctx: RenderContext): string {
   const lines = swarmEnvVars(ctx).map(([k, v]) => `${k}=${v}`);
-  return ['# Written by swarmboot; read by swarmboot-swarm.service. Holds this machine\'s swarm secret: mode 0600.', ...lines, ''].join('\n');
+  const readers = reconcileEnabled(ctx) ? `${SWARM_UNIT_NAME} and ${RECONCILE_SERVICE_NAME}` : SWARM_UNIT_NAME;
+  return [`# Written by swarmboot; read by ${readers}. Holds this machine's swarm secret: mode 0600.`, ...lines, ''].join('\n');
 }

@@ -8,6 +8,8 @@ import { validateCommand, validateHelp } from './validate.js';
 import { renderCommand, renderHelp } from './render.js';
 import { machinesCommand, machinesHelp } from './machines.js';
 import { serveCommand, serveHelp, configCommand, configHelp } from './serve.js';
+import { swarmCommand, swarmHelp } from './swarm.js';
+import { assetsCommand, assetsHelp } from './assets.js';
 import { EXIT, UsageError, type CliIO } from './io.js';
 
 type Command = (args: string[], io: CliIO) => number | Promise<number>;
@@ -18,6 +20,8 @@ const commands: Record<string, { run: Command; help: string }> = {
   machines: { run: machinesCommand, help: machinesHelp },
   serve: { run: serveCommand, help: serveHelp },
   config: { run: configCommand, help: configHelp },
+  swarm: { run: swarmCommand, help: swarmHelp },
+  assets: { run: assetsCommand, help: assetsHelp },
 };
 
 /** Lets later modules (serve, swarm, assets) add their commands without this file importing servers. */

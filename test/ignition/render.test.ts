@@ -4,6 +4,10 @@ import { dataUrl, loadSwarmScript, renderIgnition, serializeIgnition } from '../
 import type { IgnitionConfig } from '../../ignition/types.js';
 import {
   DOCKER_WANTS_LINK,
+  RECONCILE_SERVICE_NAME,
+  RECONCILE_TIMER_NAME,
+  reconcileService,
+  reconcileTimer,
   SWARM_ENV_PATH,
   SWARM_SCRIPT_PATH,
   SWARM_UNIT_NAME,
@@ -43,6 +47,8 @@ t.test('golden config per fixture', async (t) => {
 
 t.test('the swarm unit and env files have goldens too', async (t) => {
   matchGolden(t, 'ignition/swarmboot-swarm.service', swarmUnit());
+  matchGolden(t, 'ignition/swarmboot-reconcile.service', reconcileService());
+  matchGolden(t, 'ignition/swarmboot-reconcile.timer', reconcileTimer());
   const byName = new Map(ignitionFixtures.map((f) => [f.name, f.ctx]));
   matchGolden(t, 'ignition/manager.env', swarmEnv(byName.get('manager')!));
   matchGolden(t, 'ignition/static-manager.env', swarmEnv(byName.get('static-manager')!));
@@ -115,6 +121,42 @@ t.test('the unit orders the leave before dockerd stops', async (t) => {
     t.match(unit, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), line);
   }
   t.notMatch(unit, /shutdown\.target/, 'no shutdown.target trick: ordering against docker.service does the job');
+});
+
+t.test('managers in automatic mode get the reconcile service and timer; nobody else does', async (t) => {
+  const byName = new Map(ignitionFixtures.map((f) => [f.name, f.ctx]));
+  const manager = renderIgnition(byName.get('manager')!, SCRIPT);
+  const service = manager.systemd.units.find((u) => u.name === RECONCILE_SERVICE_NAME);
+  const timer = manager.systemd.units.find((u) => u.name === RECONCILE_TIMER_NAME);
+  t.same(service, { name: RECONCILE_SERVICE_NAME, contents: reconcileService() }, 'service: started by the timer, not enabled itself');
+  t.same(timer, { name: RECONCILE_TIMER_NAME, enabled: true, contents: reconcileTimer() });
+  t.same(manager.systemd.units.map((u) => u.name), [SWARM_UNIT_NAME, RECONCILE_SERVICE_NAME, RECONCILE_TIMER_NAME]);
+  t.match(fileText(manager, SWARM_ENV_PATH), /^# Written by swarmboot; read by swarmboot-swarm\.service and swarmboot-reconcile\.service\./);
+  for (const name of ['worker', 'static-manager', 'none', 'extras']) {
+    const cfg = renderIgnition(byName.get(name)!, SCRIPT);
+    t.notOk(cfg.systemd.units.some((u) => u.name === RECONCILE_SERVICE_NAME || u.name === RECONCILE_TIMER_NAME), `${name}: no reconcile units`);
+  }
+  // systemd-analyze verify does not notice a timer whose Unit= is missing, so check it here.
+  const target = /^Unit=(.+)$/m.exec(timer?.contents ?? '')?.[1];
+  t.ok(manager.systemd.units.some((u) => u.name === target && u.contents !== undefined), `the timer's Unit= (${target}) is in the config`);
+  const off = makeContext(makeCluster({ swarm: { mode: 'off' } }), makeProfile('manager'), makeMachine('52:54:00:00:00:12', 'm2', 'managers'));
+  t.notOk(renderIgnition(off, SCRIPT).systemd.units.some((u) => u.name === RECONCILE_TIMER_NAME), 'swarm off: no timer');
+});
+
+t.test('the reconcile units: after the join, leader-only script, every 30 s', async (t) => {
+  const service = reconcileService();
+  const timer = reconcileTimer();
+  const has = (text: string, line: string) => t.match(text, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), line);
+  for (const line of [
+    'Requires=docker.service',
+    'After=docker.service swarmboot-swarm.service',
+    'Type=oneshot',
+    'EnvironmentFile=/etc/swarmboot/swarm.env',
+    'ExecStart=/opt/swarmboot/swarm.sh reconcile',
+  ]) has(service, line);
+  t.notMatch(service, /\[Install\]/, 'the timer starts it');
+  t.notMatch(service, /RemainAfterExit/, 'inactive between runs, so OnUnitActiveSec= fires again');
+  for (const line of ['OnBootSec=1min', 'OnUnitActiveSec=30s', 'Unit=swarmboot-reconcile.service', 'WantedBy=timers.target']) has(timer, line);
 });
 
 t.test('role none and swarm off: no swarm bits, docker still starts', async (t) => {
@@ -193,6 +235,11 @@ t.test('duplicate paths are refused, naming both owners', async (t) => {
     { path: '/etc/a', mode: 0o644, contents: '', overwrite: true },
     { path: '/etc/a', mode: 0o644, contents: '', overwrite: true },
   ] }), { message: /files\[0\] and by profile workers files\[1\]/ }, 'within the profile too');
+  const managerClash = (name: string) =>
+    renderIgnition(makeContext(makeCluster(), makeProfile('manager', { units: [{ name, contents: '[Unit]\n', dropins: [] }] }), makeMachine('52:54:00:00:00:32', 'm9', 'managers')), SCRIPT);
+  t.throws(() => managerClash(RECONCILE_TIMER_NAME), { message: /swarmboot-reconcile\.timer is written twice: by swarmboot \(reconcile timer\) and by profile managers units\[0\]/ });
+  t.throws(() => managerClash(RECONCILE_SERVICE_NAME), { message: /swarmboot-reconcile\.service is written twice: by swarmboot \(reconcile service\)/ });
+  t.doesNotThrow(() => clash({ units: [{ name: RECONCILE_TIMER_NAME, contents: '[Unit]\n', dropins: [] }] }), 'a worker has no reconcile timer, so the name is free');
   // Role none has no swarm unit, so the same name is free there.
   const none = makeContext(makeCluster({ swarm: automaticSwarm }), makeProfile('none', { units: [{ name: SWARM_UNIT_NAME, contents: '[Unit]\n', dropins: [] }] }), makeMachine('52:54:00:00:00:31', 'n1', 'plain'));
   t.doesNotThrow(() => renderIgnition(none, SCRIPT));
