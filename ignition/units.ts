@@ -7,19 +7,21 @@
  */
 import { ConfigError } from '../server/errors.js';
 import type { RenderContext } from '../server/profiles/types.js';
+import { IGNITION_OWN } from '../server/boot/layout.js';
 
-export const SWARM_UNIT_NAME = 'swarmboot-swarm.service';
-export const RECONCILE_SERVICE_NAME = 'swarmboot-reconcile.service';
-export const RECONCILE_TIMER_NAME = 'swarmboot-reconcile.timer';
-export const SWARM_SCRIPT_PATH = '/opt/swarmboot/swarm.sh';
-export const SWARM_ENV_PATH = '/etc/swarmboot/swarm.env';
-export const HOSTNAME_PATH = '/etc/hostname';
+// The paths swarmboot writes are defined once in layout.ts, where the profile loader also reads them.
+export const SWARM_UNIT_NAME = IGNITION_OWN.swarmUnit;
+export const RECONCILE_SERVICE_NAME = IGNITION_OWN.reconcileService;
+export const RECONCILE_TIMER_NAME = IGNITION_OWN.reconcileTimer;
+export const SWARM_SCRIPT_PATH = IGNITION_OWN.swarmScript;
+export const SWARM_ENV_PATH = IGNITION_OWN.swarmEnv;
+export const HOSTNAME_PATH = IGNITION_OWN.hostname;
 
 /**
  * Since Flatcar 3761 docker.service is only socket-activated and
  * `enabled: true` no longer starts it at boot; the wants link does.
  */
-export const DOCKER_WANTS_LINK = '/etc/systemd/system/multi-user.target.wants/docker.service';
+export const DOCKER_WANTS_LINK = IGNITION_OWN.dockerWantsLink;
 export const DOCKER_UNIT_PATH = '/usr/lib/systemd/system/docker.service';
 
 /** Bounds shared by the unit and the script, so their timeouts agree. */

@@ -54,4 +54,6 @@ export const IGNITION_OWN = {
   swarmEnv: '/etc/swarmboot/swarm.env',
   dockerWantsLink: '/etc/systemd/system/multi-user.target.wants/docker.service',
   swarmUnit: 'swarmboot-swarm.service',
+  reconcileService: 'swarmboot-reconcile.service',
+  reconcileTimer: 'swarmboot-reconcile.timer',
 } as const;

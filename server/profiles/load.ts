@@ -342,7 +342,9 @@ export function loadProfiles(inputs: readonly LoadInput[]): ProfileSet {
         const up = `${base}/units/${i}`;
         if (unitNames.has(u.name)) p(`${up}/name`, `unit "${u.name}" is listed twice in this profile`);
         unitNames.add(u.name);
-        if (u.name === IGNITION_OWN.swarmUnit) p(`${up}/name`, `unit "${u.name}" is swarmboot's own; use a drop-in name of your own unit instead`);
+        if ([IGNITION_OWN.swarmUnit, IGNITION_OWN.reconcileService, IGNITION_OWN.reconcileTimer].includes(u.name as never)) {
+          p(`${up}/name`, `unit "${u.name}" is swarmboot's own; give your unit another name`);
+        }
         if (u.contents !== undefined) {
           for (const why of unitProblems(u.contents, { enabled: u.enabled === true })) p(`${up}/contents`, `unit ${u.name}: ${why}`);
         } else if (u.enabled === true && u.dropins.length === 0 && !u.mask) {

@@ -6,7 +6,7 @@
  * rollover twice. Each client run is bounded by a timeout; a missing
  * client binary skips its tests with the reason printed.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, existsSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createTftpServer, type TftpTransferEvent } from '../../server/tftp/server.js';
 import { silentLogger } from '../../server/log.js';
 
-type Test = typeof t;
+
 
 const BIG = 'flatcar_production_pxe_image.cpio.gz';
 const BIG_SIZE = 64 * 1024 * 1024;

@@ -7,7 +7,7 @@
  * The package server runs in a child process (some defects kill the
  * process), on 127.0.0.1 only, and is killed in teardown.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { createRequire } from 'node:module';
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodePacket, encodePacket, type TftpPacket } from '../../../server/tftp/packet.js';
 
-type Test = typeof t;
+
 const require = createRequire(import.meta.url);
 const packageDir = join(require.resolve('tftp'), '..', '..');
 

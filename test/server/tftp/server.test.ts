@@ -3,7 +3,7 @@
  * 127.0.0.1 with ephemeral ports. Every test closes its server, sockets
  * and temp root in teardown.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, writeFileSync, mkdirSync, symlinkSync, readdirSync, readlinkSync, rmSync, realpathSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -16,7 +16,7 @@ import { silentLogger } from '../../../server/log.js';
 import { ForbiddenError, NoMatchError } from '../../../server/errors.js';
 import { matchGolden } from '../../helpers/golden.js';
 
-type Test = typeof t;
+
 
 interface Received {
   p: TftpPacket;
