@@ -189,6 +189,10 @@ export async function startSwarmboot(cfg: ServerConfig, log: Logger): Promise<Ru
     if (cfg.dhcp.mode !== 'off') {
       const sock67 = await bindUdp('0.0.0.0', 67, log);
       started.push({ close: () => new Promise<void>((r) => sock67.close(() => r())) });
+      // Replies leave through a socket bound to our own address: Linux sends a limited broadcast out of the
+      // interface that owns the source address, so offers cannot escape through another NIC's default route.
+      const sendSock = await bindUdp(cfg.address, 67, log);
+      started.push({ close: () => new Promise<void>((r) => sendSock.close(() => r())) });
       const sock4011 = cfg.dhcp.mode === 'proxy' ? await bindUdp('0.0.0.0', 4011, log) : undefined;
       if (sock4011) started.push({ close: () => new Promise<void>((r) => sock4011.close(() => r())) });
       const reservations = new Map<Mac, string>();
@@ -200,6 +204,7 @@ export async function startSwarmboot(cfg: ServerConfig, log: Logger): Promise<Ru
       const dhcp = new DhcpServer({
         mode: cfg.dhcp.mode,
         socket: sock67,
+        sendSocket: sendSock,
         ...(sock4011 ? { socket4011: sock4011 } : {}),
         serverIp: cfg.address,
         pools: () => compilePools(cfg.dhcp.pools, { reservations, serverAddresses: [cfg.address] }),
