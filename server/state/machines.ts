@@ -6,7 +6,10 @@
  *
  * Persisted through the journal with fsync 'never': it is an observation
  * log, so surviving kill -9 (the kernel has the bytes) is enough, and it must
- * not slow a boot storm down with fsyncs.
+ * not slow a boot storm down with fsyncs. Memory is authoritative; a machine
+ * whose observation changed is written at most once per flush interval
+ * (one DORA records four steps: one write, not four, each with the trail).
+ * A kill -9 loses at most the last interval of observations.
  */
 import { Journal } from '../store/journal.js';
 import type { Logger } from '../log.js';
@@ -60,32 +63,41 @@ export interface MachineObservation {
 export const TRAIL_LENGTH = 64;
 
 export class MachineStates {
+  private readonly current = new Map<Mac, MachineObservation>();
+  private readonly dirty = new Set<Mac>();
+  private timer: NodeJS.Timeout | undefined;
+
   private constructor(
     private readonly journal: Journal<MachineObservation>,
     private readonly now: () => number,
     private readonly log: Logger,
-  ) {}
+    private readonly flushMs: number,
+  ) {
+    for (const [k, v] of journal.state) this.current.set(k as Mac, v);
+  }
 
-  static async open(dir: string, opts: { log: Logger; now?: () => number }): Promise<MachineStates> {
-    const journal = await Journal.open<MachineObservation>(dir, 'machines', { log: opts.log, fsync: 'never', compactEvery: 5000 });
-    return new MachineStates(journal, opts.now ?? Date.now, opts.log.child({ subsystem: 'machines' }));
+  static async open(dir: string, opts: { log: Logger; now?: () => number; flushMs?: number }): Promise<MachineStates> {
+    const journal = await Journal.open<MachineObservation>(dir, 'machines', { log: opts.log, fsync: 'never', compactEvery: 50_000 });
+    return new MachineStates(journal, opts.now ?? Date.now, opts.log.child({ subsystem: 'machines' }), opts.flushMs ?? 500);
   }
 
   get(mac: Mac): MachineObservation | undefined {
-    return this.journal.get(mac);
+    return this.current.get(mac);
   }
 
   all(): MachineObservation[] {
-    return [...this.journal.state.values()];
+    return [...this.current.values()];
   }
 
   /** Records one step. Never throws: losing an observation must not fail a boot. */
   record(mac: Mac, step: TrailStep, extra: { detail?: string; ip?: string } = {}): void {
     const at = this.now();
-    const prev = this.journal.get(mac);
+    const prev = this.current.get(mac);
     const entry: TrailEntry = { at, step, ...(extra.detail !== undefined ? { detail: extra.detail } : {}), ...(extra.ip !== undefined ? { ip: extra.ip } : {}) };
-    const trail = [...(prev?.trail ?? []), entry].slice(-TRAIL_LENGTH);
-    const next: MachineObservation = {
+    const trail = prev?.trail ?? [];
+    trail.push(entry);
+    if (trail.length > TRAIL_LENGTH) trail.splice(0, trail.length - TRAIL_LENGTH);
+    this.current.set(mac, {
       ...(prev ?? { mac }),
       mac,
       ...(extra.ip !== undefined ? { ip: extra.ip } : {}),
@@ -93,19 +105,43 @@ export class MachineStates {
       ...(extra.detail !== undefined ? { lastDetail: extra.detail } : {}),
       lastSeen: at,
       trail,
-    };
-    this.journal.put(mac, next).catch((err: unknown) => this.log.error({ err, mac }, 'could not persist a boot-trail step'));
+    });
+    this.markDirty(mac);
   }
 
   reportSwarm(mac: Mac, report: Omit<SwarmReport, 'at'>): void {
-    const prev = this.journal.get(mac);
+    const prev = this.current.get(mac);
     const at = this.now();
-    const next: MachineObservation = { ...(prev ?? { mac, lastSeen: at, trail: [] }), mac, swarm: { ...report, at } };
-    this.journal.put(mac, next).catch((err: unknown) => this.log.error({ err, mac }, 'could not persist a swarm report'));
+    this.current.set(mac, { ...(prev ?? { mac, lastSeen: at, trail: [] }), mac, swarm: { ...report, at } });
     this.record(mac, 'swarm', { detail: report.event });
   }
 
-  close(): Promise<void> {
-    return this.journal.close();
+  private markDirty(mac: Mac): void {
+    this.dirty.add(mac);
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => void this.flush(), this.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes every changed observation now. */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const macs = [...this.dirty];
+    this.dirty.clear();
+    await Promise.all(
+      macs.map((mac) => {
+        const obs = this.current.get(mac);
+        if (obs === undefined) return Promise.resolve();
+        // A copy: the in-memory trail keeps growing after this write is queued.
+        return this.journal.put(mac, { ...obs, trail: [...obs.trail] }).catch((err: unknown) => this.log.error({ err, mac }, 'could not persist a machine observation'));
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    await this.journal.close();
   }
 }

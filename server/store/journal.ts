@@ -500,7 +500,9 @@ export class Journal<T> {
     let records = 0;
     let wantSync = this.policy !== 'never';
     const limit = this.policy === 'always' ? 1 : MAX_BATCH_RECORDS;
-    for (let job = this.jobs[0]; job !== undefined && job.kind !== 'compact'; job = this.jobs[0]) {
+    // Take the batch with one splice: shift() per job is quadratic when a boot storm queues thousands.
+    let taken = 0;
+    for (let job = this.jobs[0]; job !== undefined && job.kind !== 'compact'; job = this.jobs[++taken]) {
       if (job.kind === 'record') {
         if (records === limit) break;
         records += 1;
@@ -508,8 +510,8 @@ export class Journal<T> {
         wantSync = true;
       }
       batch.push(job);
-      this.jobs.shift();
     }
+    this.jobs.splice(0, taken);
     try {
       if (records > 0) {
         let text = '';
