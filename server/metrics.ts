@@ -31,6 +31,8 @@ class Series {
 
 export interface Counter {
   inc(labels?: Labels, by?: number): void;
+  /** Mirrors a count kept elsewhere (it must only grow), e.g. a server's own stats. */
+  setTotal(value: number, labels?: Labels): void;
   get(labels?: Labels): number;
 }
 
@@ -56,7 +58,7 @@ export class Metrics {
 
   counter(name: string, help: string): Counter {
     const s = this.make(name, help, 'counter');
-    return { inc: (labels = {}, by = 1) => s.add(labels, by), get: (labels = {}) => s.get(labels) };
+    return { inc: (labels = {}, by = 1) => s.add(labels, by), setTotal: (v, labels = {}) => s.set(labels, v), get: (labels = {}) => s.get(labels) };
   }
 
   gauge(name: string, help: string): Gauge {

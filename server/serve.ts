@@ -184,6 +184,21 @@ export async function startSwarmboot(cfg: ServerConfig, log: Logger): Promise<Ru
         },
       });
       started.push(tftp);
+      // The TFTP server keeps its own counters; expose the ones an operator alerts on.
+      const tftpCounters = {
+        malformed: metrics.counter('swarmboot_tftp_malformed_total', 'TFTP packets that did not decode, dropped'),
+        refused: metrics.counter('swarmboot_tftp_refused_total', 'TFTP requests answered with an error (not found, access violation, write)'),
+        busy: metrics.counter('swarmboot_tftp_busy_total', 'TFTP requests refused because max_transfers were running'),
+      };
+      const tftpActive = metrics.gauge('swarmboot_tftp_active_transfers', 'TFTP transfers running now');
+      const running = tftp;
+      metrics.onCollect(() => {
+        const st = running.stats();
+        tftpCounters.malformed.setTotal(st.malformed);
+        tftpCounters.refused.setTotal(st.refused);
+        tftpCounters.busy.setTotal(st.busy);
+        tftpActive.set(st.active);
+      });
     }
 
     if (cfg.dhcp.mode !== 'off') {
