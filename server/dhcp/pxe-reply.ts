@@ -68,10 +68,6 @@ function ipBytes(ip: string): Buffer {
   return Buffer.from(octets);
 }
 
-function isBios(client: ClientInfo): boolean {
-  return client.arch === 'bios' || (client.arch === 'unknown' && client.archCode === undefined);
-}
-
 /** Option 60 for the reply, or undefined when the client is neither kind and the decision asks for none. */
 function replyVendorClass(client: ClientInfo, decision: BootDecision): 'PXEClient' | 'HTTPClient' | undefined {
   if (decision.kind !== 'none' && decision.vendorClass !== undefined) return decision.vendorClass;
@@ -102,7 +98,10 @@ export function withBootFields(
   options.set(Opt.BOOTFILE, Buffer.from(decision.file, 'latin1'));
   const uuid = req.options.get(Opt.CLIENT_UUID);
   if (uuid !== undefined) options.set(Opt.CLIENT_UUID, Buffer.from(uuid));
-  if (vendorClass === 'PXEClient' && isBios(client)) {
+  // Discovery control 0x08 ("use the boot file, no PXE discovery") for every PXEClient reply, UEFI included:
+  // OVMF treats a PXEClient offer without option 43 as one needing a port-4011 boot-server exchange,
+  // rejects it ("PXE-E16: No valid offer received") in full mode, and falls back to HTTP boot ~80 s later.
+  if (vendorClass === 'PXEClient') {
     options.set(
       Opt.VENDOR_SPECIFIC,
       encodeSubOptions(new Map([[PXE_DISCOVERY_CONTROL, Uint8Array.of(DISCOVERY_USE_BOOTFILE)]])),
