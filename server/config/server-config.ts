@@ -117,7 +117,7 @@ export function resolveInterface(
   const pick = name === undefined ? candidates : candidates.filter((c) => c.name === name);
   if (name !== undefined && pick.length === 0) {
     const known = Object.keys(table).join(', ');
-    return `interface "${name}" has no IPv4 address (interfaces here: ${known || 'none'})`;
+    return `interface "${name}" has no IPv4 address, or is down (interfaces with IPv4 here: ${known || 'none'})`;
   }
   const names = [...new Set(pick.map((c) => c.name))];
   if (names.length === 0) return 'no network interface with an IPv4 address; name one with --interface';
