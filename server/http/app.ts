@@ -95,6 +95,11 @@ export interface RunningHttpServer {
 
 export function startHttpServer(app: http.RequestListener, opts: { address: string; port: number; graceMs?: number }): Promise<RunningHttpServer> {
   const server = http.createServer(app);
+  // Node's 5 s default starts when the last byte of a response is handed to
+  // the kernel; a blade still draining megabytes of socket buffer behind a
+  // 48 MiB kernel can reuse the connection for its initrd just as the server
+  // closes it ("socket hang up" in the boot-storm benchmark). nginx's 65 s.
+  server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new SwarmbootError('E_LISTEN', 500, `HTTP: cannot listen on ${opts.address}:${opts.port}: ${err.code ?? err.message}`));
