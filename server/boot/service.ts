@@ -109,10 +109,10 @@ export class BootService {
     return out;
   }
 
+  // The context (with its HMAC secret) is built only on a cache miss: a hit costs a map lookup.
   ignition(mac: Mac): Rendered<string> {
     const set = this.profiles();
-    const ctx = this.requireContext(mac, set);
-    return this.cached(set, `ignition ${mac} ${ctx.serverUrl}`, () => serializeIgnition(renderIgnition(ctx, this.swarmScript)));
+    return this.cached(set, `ignition ${mac} ${this.serverUrl(set)}`, () => serializeIgnition(renderIgnition(this.requireContext(mac, set), this.swarmScript)));
   }
 
   oem(mac: Mac): Rendered<Buffer> {
@@ -123,14 +123,12 @@ export class BootService {
 
   ipxe(mac: Mac): Rendered<string> {
     const set = this.profiles();
-    const ctx = this.requireContext(mac, set);
-    return this.cached(set, `ipxe ${mac} ${ctx.serverUrl}`, () => renderIpxeScript(ctx));
+    return this.cached(set, `ipxe ${mac} ${this.serverUrl(set)}`, () => renderIpxeScript(this.requireContext(mac, set)));
   }
 
   pxelinux(mac: Mac): Rendered<string> {
     const set = this.profiles();
-    const ctx = this.requireContext(mac, set);
-    return this.cached(set, `pxelinux ${mac} ${ctx.serverUrl}`, () => renderPxelinuxConfig(ctx));
+    return this.cached(set, `pxelinux ${mac} ${this.serverUrl(set)}`, () => renderPxelinuxConfig(this.requireContext(mac, set)));
   }
 
   pxelinuxDefault(): string {
