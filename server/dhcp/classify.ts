@@ -43,6 +43,14 @@ export function archFromCode(code: number | undefined): ClientArch {
   return (code !== undefined && Object.hasOwn(ARCH_CODES, code) ? ARCH_CODES[code] : undefined) ?? 'unknown';
 }
 
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
+/** macFromBytes's result for a 6-byte hardware address, built without an array and a closure per byte: it runs per packet. */
+function macOf(chaddr: Buffer): Mac {
+  if (chaddr.length < 6) return macFromBytes(chaddr);
+  return `${HEX[chaddr[0]!]}:${HEX[chaddr[1]!]}:${HEX[chaddr[2]!]}:${HEX[chaddr[3]!]}:${HEX[chaddr[4]!]}:${HEX[chaddr[5]!]}` as Mac;
+}
+
 /**
  * Throws DecodeError for a client that has no Ethernet MAC (htype != 1 or
  * hlen != 6, e.g. InfiniBand): swarmboot keys everything on the MAC.
@@ -51,20 +59,19 @@ export function classifyClient(msg: DhcpMessage): ClientInfo {
   if (msg.htype !== 1 || msg.hlen !== 6) {
     throw new DecodeError(`not an Ethernet client (htype ${msg.htype}, hlen ${msg.hlen})`);
   }
-  const mac = macFromBytes(msg.hardwareAddress);
+  const mac = macOf(msg.chaddr);
   const vendorClass = msg.vendorClass;
   const classes = msg.userClass;
   const archCode = msg.clientArch;
   const uuid = msg.clientUuid;
-  return {
-    mac,
-    arch: archFromCode(archCode),
-    ...(archCode !== undefined && { archCode }),
-    isPxe: vendorClass?.startsWith('PXEClient') ?? false,
-    isHttpClient: vendorClass?.startsWith('HTTPClient') ?? false,
-    isIpxe: (classes?.includes('iPXE') ?? false) || msg.options.has(Opt.IPXE_ENCAP),
-    ...(uuid !== undefined && { uuid: Buffer.from(uuid) }),
-    ...(classes !== undefined && { userClass: classes.join(',') }),
-    ...(vendorClass !== undefined && { vendorClass }),
-  };
+  // Assignments rather than conditional spreads (this runs per packet); every ClientInfo starts with the same five fields.
+  const info: { -readonly [K in keyof ClientInfo]: ClientInfo[K] } = { mac, arch: archFromCode(archCode), isPxe: false, isHttpClient: false, isIpxe: false };
+  if (archCode !== undefined) info.archCode = archCode;
+  info.isPxe = vendorClass?.startsWith('PXEClient') ?? false;
+  info.isHttpClient = vendorClass?.startsWith('HTTPClient') ?? false;
+  info.isIpxe = (classes?.includes('iPXE') ?? false) || msg.options.has(Opt.IPXE_ENCAP);
+  if (uuid !== undefined) info.uuid = Buffer.from(uuid);
+  if (classes !== undefined) info.userClass = classes.join(',');
+  if (vendorClass !== undefined) info.vendorClass = vendorClass;
+  return info;
 }

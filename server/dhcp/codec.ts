@@ -21,6 +21,7 @@ import {
   ipAt,
   messageTypeName,
   optionName,
+  parseIpv4,
   readIp,
   readSubOptions,
   readText,
@@ -103,8 +104,25 @@ export class DhcpMessage implements DhcpFields {
     this.options = f.options;
   }
 
-  with(changes: Partial<DhcpFields>): DhcpMessage {
-    return new DhcpMessage({ ...this.fields(), ...changes });
+  with(c: Partial<DhcpFields>): DhcpMessage {
+    // Field by field: a reply is rebuilt by several handlers per request, and spreading a class instance is slow.
+    return new DhcpMessage({
+      op: c.op ?? this.op,
+      htype: c.htype ?? this.htype,
+      hlen: c.hlen ?? this.hlen,
+      hops: c.hops ?? this.hops,
+      xid: c.xid ?? this.xid,
+      secs: c.secs ?? this.secs,
+      flags: c.flags ?? this.flags,
+      ciaddr: c.ciaddr ?? this.ciaddr,
+      yiaddr: c.yiaddr ?? this.yiaddr,
+      siaddr: c.siaddr ?? this.siaddr,
+      giaddr: c.giaddr ?? this.giaddr,
+      chaddr: c.chaddr ?? this.chaddr,
+      sname: c.sname ?? this.sname,
+      file: c.file ?? this.file,
+      options: c.options ?? this.options,
+    });
   }
 
   fields(): DhcpFields {
@@ -173,7 +191,19 @@ export class DhcpMessage implements DhcpFields {
   }
 }
 
+/**
+ * A mutable copy of a message's options, for building the next reply.
+ * `new Map(options)` would go through the iterator protocol, one entry
+ * array per option; replies are copied this way several times each.
+ */
+export function copyOptions(options: ReadonlyMap<number, Buffer>): Map<number, Buffer> {
+  const copy = new Map<number, Buffer>();
+  options.forEach((value, code) => copy.set(code, value));
+  return copy;
+}
+
 function cString(buf: Buffer, start: number, len: number): string {
+  if (buf[start] === 0) return '';
   const end = buf.indexOf(0, start);
   return buf.toString('latin1', start, end === -1 || end > start + len ? start + len : end);
 }
@@ -196,24 +226,28 @@ export function decodeDhcp(buf: Buffer): DhcpMessage {
     throw new DecodeError(`bad DHCP magic cookie 0x${cookie.toString(16).padStart(8, '0')}`);
   }
 
+  // One private copy, which the option values and chaddr are views into: the
+  // message never aliases (or pins) the caller's buffer, and a packet costs
+  // one allocation instead of one per option.
+  const own = Buffer.from(buf);
   const options = new Map<number, Buffer>();
   let i = DHCP_HEADER_LEN;
+  const end = own.length;
   // A missing end option is tolerated (the value lengths were all in bounds).
-  while (i < buf.length) {
-    const code = buf.readUInt8(i);
+  while (i < end) {
+    const code = own[i]!;
     if (code === Opt.END) break;
     if (code === Opt.PAD) {
       i++;
       continue;
     }
-    if (i + 1 >= buf.length) throw new DecodeError(`option ${code} at offset ${i} has no length byte`);
-    const len = buf.readUInt8(i + 1);
+    if (i + 1 >= end) throw new DecodeError(`option ${code} at offset ${i} has no length byte`);
+    const len = own[i + 1]!;
     const start = i + 2;
-    if (start + len > buf.length) {
-      throw new DecodeError(`option ${code} at offset ${i} claims ${len} bytes, only ${buf.length - start} left`);
+    if (start + len > end) {
+      throw new DecodeError(`option ${code} at offset ${i} claims ${len} bytes, only ${end - start} left`);
     }
-    // Copies, so a message never pins (or aliases) the socket's receive buffer.
-    const value = Buffer.from(buf.subarray(start, start + len));
+    const value = own.subarray(start, start + len);
     const prev = options.get(code);
     options.set(code, prev === undefined ? value : Buffer.concat([prev, value]));
     i = start + len;
@@ -221,19 +255,19 @@ export function decodeDhcp(buf: Buffer): DhcpMessage {
 
   return new DhcpMessage({
     op,
-    htype: buf.readUInt8(1),
+    htype: own[1]!,
     hlen,
-    hops: buf.readUInt8(3),
-    xid: buf.readUInt32BE(4),
-    secs: buf.readUInt16BE(8),
-    flags: buf.readUInt16BE(10),
-    ciaddr: ipAt(buf, 12),
-    yiaddr: ipAt(buf, 16),
-    siaddr: ipAt(buf, 20),
-    giaddr: ipAt(buf, 24),
-    chaddr: Buffer.from(buf.subarray(28, 44)),
-    sname: cString(buf, 44, 64),
-    file: cString(buf, 108, 128),
+    hops: own[3]!,
+    xid: own.readUInt32BE(4),
+    secs: own.readUInt16BE(8),
+    flags: own.readUInt16BE(10),
+    ciaddr: ipAt(own, 12),
+    yiaddr: ipAt(own, 16),
+    siaddr: ipAt(own, 20),
+    giaddr: ipAt(own, 24),
+    chaddr: own.subarray(28, 44),
+    sname: cString(own, 44, 64),
+    file: cString(own, 108, 128),
     options,
   });
 }
@@ -245,16 +279,27 @@ export class EncodeError extends SwarmbootError {
   }
 }
 
-const DOTTED = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
 function writeIp(out: Buffer, offset: number, field: string, ip: string): void {
-  if (!DOTTED.test(ip)) throw new EncodeError(`${field} is not a dotted IPv4 address: ${JSON.stringify(ip)}`);
-  ip.split('.').forEach((octet, k) => out.writeUInt8(Number(octet), offset + k));
+  // The buffer is zeroed: an unspecified address needs no writing.
+  if (ip === '0.0.0.0') return;
+  const n = parseIpv4(ip);
+  if (n < 0) throw new EncodeError(`${field} is not a dotted IPv4 address: ${JSON.stringify(ip)}`);
+  out.writeUInt32BE(n, offset);
+}
+
+/** One byte per char, none of them NUL (or a decoder would stop there). */
+function isLatin1NoNul(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0 || c > 0xff) return false;
+  }
+  return true;
 }
 
 function writeText(out: Buffer, offset: number, field: string, text: string, size: number): void {
+  if (text.length === 0) return;
   // One byte per char. A full field has no NUL; decode reads it back the same.
-  if (!/^[\x01-\xff]*$/.test(text)) throw new EncodeError(`${field} has a character outside 0x01..0xff`);
+  if (!isLatin1NoNul(text)) throw new EncodeError(`${field} has a character outside 0x01..0xff`);
   if (text.length > size) throw new EncodeError(`${field} is ${text.length} bytes, the field holds ${size}`);
   out.write(text, offset, 'latin1');
 }
@@ -278,12 +323,14 @@ export function encodeDhcp(msg: DhcpFields): Buffer {
   checkByte('flags', msg.flags, 0xffff);
   if (msg.chaddr.length > 16) throw new EncodeError(`chaddr is ${msg.chaddr.length} bytes, the field holds 16`);
 
+  // forEach rather than for-of over entries, and set() rather than copy() of a part: neither allocates per option.
   let optLen = 0;
-  for (const [code, value] of msg.options) {
+  msg.options.forEach((value, code) => {
     if (!Number.isInteger(code) || code < 1 || code > 254) throw new EncodeError(`option code ${code} cannot be encoded`);
     optLen += value.length === 0 ? 2 : value.length + 2 * Math.ceil(value.length / 255);
-  }
-  const out = Buffer.alloc(Math.max(BOOTP_MIN_LEN, DHCP_HEADER_LEN + optLen + 1));
+  });
+  // From Node's shared pool (alloc() would make a new ArrayBuffer per reply), zeroed by hand.
+  const out = Buffer.allocUnsafe(Math.max(BOOTP_MIN_LEN, DHCP_HEADER_LEN + optLen + 1)).fill(0);
   out.writeUInt8(msg.op, 0);
   out.writeUInt8(msg.htype, 1);
   out.writeUInt8(msg.hlen, 2);
@@ -301,17 +348,22 @@ export function encodeDhcp(msg: DhcpFields): Buffer {
   out.writeUInt32BE(DHCP_MAGIC_COOKIE, BOOTP_FIXED_LEN);
 
   let i = DHCP_HEADER_LEN;
-  for (const [code, value] of msg.options) {
-    let off = 0;
-    do {
-      const chunk = value.subarray(off, off + 255);
+  msg.options.forEach((value, code) => {
+    if (value.length <= 255) {
       out[i++] = code;
-      out[i++] = chunk.length;
-      chunk.copy(out, i);
-      i += chunk.length;
-      off += 255;
-    } while (off < value.length);
-  }
+      out[i++] = value.length;
+      out.set(value, i);
+      i += value.length;
+      return;
+    }
+    for (let off = 0; off < value.length; off += 255) {
+      const len = Math.min(255, value.length - off);
+      out[i++] = code;
+      out[i++] = len;
+      out.set(value.subarray(off, off + len), i);
+      i += len;
+    }
+  });
   out[i] = Opt.END;
   return out;
 }

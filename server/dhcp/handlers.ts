@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import type { Mac } from '../mac.js';
 import type { Machine, Profile, ProfileSet } from '../profiles/types.js';
 import type { ClientInfo } from './classify.js';
-import { FLAG_BROADCAST, type DhcpMessage } from './codec.js';
+import { copyOptions, FLAG_BROADCAST, type DhcpMessage } from './codec.js';
 import { LeaseConflictError, type LeaseStore } from './leases.js';
 import { MessageType, Opt } from './options.js';
 import { allocate, checkRequest, poolContains, selectPool, type NextFree, type Pool } from './pool.js';
@@ -148,7 +148,7 @@ export function requestState(req: DhcpMessage): RequestState {
 /** A DHCPNAK for `req`: options 53, 54 and 56 (the reason), broadcast bit set when relayed (RFC 2131 4.3.2). */
 export function buildNak(req: DhcpMessage, serverIp: string, reason: string): DhcpMessage {
   const stub = makeReply(req, MessageType.NAK, serverIp);
-  const options = new Map(stub.options);
+  const options = copyOptions(stub.options);
   options.set(Opt.MESSAGE, Buffer.from(reason.slice(0, 250), 'latin1'));
   const relayed = req.giaddr !== UNSPECIFIED;
   return stub.with({ options, flags: relayed ? req.flags | FLAG_BROADCAST : req.flags });
@@ -171,7 +171,9 @@ function nak(req: DhcpMessage, ctx: Exchange, ip: string | undefined, reason: st
 export function lease(): Handler {
   // Next-fit for fresh addresses: a boot storm must not rescan the taken part of the range per DISCOVER.
   const nextFree: NextFree = new WeakMap();
-  return async (req, ctx, reply) => {
+  // Not an async function: only the store's writes (bind, release, decline) need
+  // waiting for, and a DISCOVER or a NAK should not pay for promises it never awaits.
+  return (req, ctx, reply) => {
     const { env, client } = ctx;
     const leases = env.leases;
     if (leases === null) throw new Error('full-mode lease handler without a lease store');
@@ -212,8 +214,8 @@ export function lease(): Handler {
           // The client took another server's offer: ours is void. Releasing it also
           // ends a binding on the same address, which that client no longer uses.
           const mine = leases.get(mac);
-          if (mine?.state === 'offered') await leases.release(mac, mine.ip);
-          return ignore(ctx, 'other-server', `client chose server ${rs.serverId}`);
+          const ignored = (): null => ignore(ctx, 'other-server', `client chose server ${rs.serverId}`);
+          return mine?.state === 'offered' ? leases.release(mac, mine.ip).then(ignored) : ignored();
         }
         if (rs.ip === undefined) return nak(req, ctx, undefined, 'REQUEST names no address');
         const ip = rs.ip;
@@ -226,17 +228,19 @@ export function lease(): Handler {
         }
         const verdict = checkRequest(pool, leases, mac, ip);
         if (!verdict.ok) return nak(req, ctx, ip, verdict.reason);
-        try {
-          await leases.bind(mac, ip, pool.leaseTime * 1000, hostname);
-        } catch (err) {
-          if (err instanceof LeaseConflictError) return nak(req, ctx, ip, err.message);
-          // Not durable, so no ACK: the client retries, and a restart recovers the store.
-          return ignore(ctx, 'store-error', `lease not stored: ${(err as Error).message}`, 'error');
-        }
-        ctx.pool = pool;
-        ctx.ip = ip;
-        ctx.outcome = 'ack';
-        return reply.with({ yiaddr: ip });
+        return leases.bind(mac, ip, pool.leaseTime * 1000, hostname).then(
+          () => {
+            ctx.pool = pool;
+            ctx.ip = ip;
+            ctx.outcome = 'ack';
+            return reply.with({ yiaddr: ip });
+          },
+          (err: unknown) => {
+            if (err instanceof LeaseConflictError) return nak(req, ctx, ip, err.message);
+            // Not durable, so no ACK: the client retries, and a restart recovers the store.
+            return ignore(ctx, 'store-error', `lease not stored: ${(err as Error).message}`, 'error');
+          },
+        );
       }
 
       case MessageType.INFORM: {
@@ -256,9 +260,11 @@ export function lease(): Handler {
         const ip = req.ciaddr;
         if (ip === UNSPECIFIED) return ignore(ctx, 'malformed', 'RELEASE without ciaddr');
         ctx.ip = ip;
-        if (!(await leases.release(mac, ip))) return ignore(ctx, 'not-leased', `RELEASE of ${ip}, which is not leased to this client`);
-        ctx.outcome = 'released';
-        return null;
+        return leases.release(mac, ip).then((released) => {
+          if (!released) return ignore(ctx, 'not-leased', `RELEASE of ${ip}, which is not leased to this client`);
+          ctx.outcome = 'released';
+          return null;
+        });
       }
 
       case MessageType.DECLINE: {
@@ -268,10 +274,11 @@ export function lease(): Handler {
         ctx.ip = ip;
         // Only the holder may take an address out of use, or any host could drain the pool.
         if (leases.byIp(ip)?.mac !== mac) return ignore(ctx, 'not-leased', `DECLINE of ${ip}, which is not leased or offered to this client`, 'warn');
-        await leases.decline(ip, env.declineQuarantineMs, mac);
-        ctx.outcome = 'declined';
-        ctx.fields.quarantineMs = env.declineQuarantineMs;
-        return null;
+        return leases.decline(ip, env.declineQuarantineMs, mac).then(() => {
+          ctx.outcome = 'declined';
+          ctx.fields.quarantineMs = env.declineQuarantineMs;
+          return null;
+        });
       }
 
       default:
@@ -332,7 +339,7 @@ export function standardOptions(): Handler {
     const pool = ctx.pool;
     if (pool === undefined) return reply;
     const b = bytesFor(pool);
-    const options = new Map(reply.options);
+    const options = copyOptions(reply.options);
     options.set(Opt.SUBNET_MASK, b.netmask);
     if (b.router !== undefined) options.set(Opt.ROUTER, b.router);
     if (b.dns !== undefined) options.set(Opt.DNS, b.dns);
@@ -393,7 +400,7 @@ const MIN_MAX_MESSAGE_SIZE = 576;
 /** encodeDhcp's output length for `msg`, without encoding it. */
 export function encodedLength(msg: DhcpMessage): number {
   let len = 240 + 1;
-  for (const value of msg.options.values()) len += value.length === 0 ? 2 : value.length + 2 * Math.ceil(value.length / 255);
+  msg.options.forEach((value) => (len += value.length === 0 ? 2 : value.length + 2 * Math.ceil(value.length / 255)));
   return Math.max(300, len);
 }
 
@@ -440,15 +447,24 @@ export function proxyModeChain(): Handler[] {
   return [policy(), proxyBoot()];
 }
 
-/** Runs `chain` over the stub; null when a handler dropped the request. */
-export async function runChain(chain: readonly Handler[], req: DhcpMessage, ctx: Exchange, stub: DhcpMessage): Promise<DhcpMessage | null> {
-  let reply: DhcpMessage = stub;
-  for (const handler of chain) {
-    const r = handler(req, ctx, reply);
-    // Most handlers are synchronous; awaiting only real promises saves a microtask each.
-    const next = r instanceof Promise ? await r : r;
-    if (next === null) return null;
-    reply = next;
+/**
+ * Runs `chain` over the stub; null when a handler dropped the request.
+ * Synchronous as long as the handlers are: a promise comes back only when
+ * one of them returned one (a lease write), and the rest of the chain
+ * continues after it settles.
+ */
+export function runChain(chain: readonly Handler[], req: DhcpMessage, ctx: Exchange, stub: DhcpMessage): HandlerResult | Promise<HandlerResult> {
+  return continueChain(chain, 0, req, ctx, stub);
+}
+
+function continueChain(chain: readonly Handler[], from: number, req: DhcpMessage, ctx: Exchange, reply: DhcpMessage): HandlerResult | Promise<HandlerResult> {
+  for (let i = from; i < chain.length; i++) {
+    const r = chain[i]!(req, ctx, reply);
+    if (r instanceof Promise) {
+      return r.then((next) => (next === null ? null : ctx.final === true ? next : continueChain(chain, i + 1, req, ctx, next)));
+    }
+    if (r === null) return null;
+    reply = r;
     if (ctx.final === true) break;
   }
   return reply;

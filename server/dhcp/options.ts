@@ -92,8 +92,49 @@ export function messageTypeName(code: number): string {
 
 // ---- value readers: total functions over raw option bytes ----
 
+/** Most address fields of a request are empty; one shared string saves building it per field. */
+const UNSPECIFIED = '0.0.0.0';
+
 export function ipAt(buf: Uint8Array, offset: number): string {
-  return `${buf[offset] ?? 0}.${buf[offset + 1] ?? 0}.${buf[offset + 2] ?? 0}.${buf[offset + 3] ?? 0}`;
+  const a = buf[offset] ?? 0;
+  const b = buf[offset + 1] ?? 0;
+  const c = buf[offset + 2] ?? 0;
+  const d = buf[offset + 3] ?? 0;
+  return (a | b | c | d) === 0 ? UNSPECIFIED : `${a}.${b}.${c}.${d}`;
+}
+
+/**
+ * A canonical dotted quad (four decimal octets 0..255, no leading zeros,
+ * nothing else) as an unsigned 32-bit number, or -1. Hand-rolled rather
+ * than a regular expression: every reply's address fields and every
+ * address the lease code looks at go through it.
+ */
+export function parseIpv4(ip: string): number {
+  const len = ip.length;
+  if (len < 7 || len > 15) return -1;
+  let n = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < len; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      n = n * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      // A leading zero is allowed only as the whole octet.
+      if (digits === 1 && octet === 0) return -1;
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return -1;
+    } else {
+      return -1;
+    }
+  }
+  if (digits === 0 || dots !== 3) return -1;
+  return n * 256 + octet;
 }
 
 export function readIp(value: Buffer | undefined): string | undefined {

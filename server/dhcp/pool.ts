@@ -26,6 +26,7 @@
 import { ConfigError, type Problem } from '../errors.js';
 import type { Mac } from '../mac.js';
 import { holdsAddress, type Lease, type LeaseView } from './leases.js';
+import { parseIpv4 } from './options.js';
 
 /** A pool as the server config spells it (after schema validation). */
 export interface PoolConfig {
@@ -78,19 +79,12 @@ export type Allocation =
 
 export type RequestCheck = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
-const IPV4 = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+const OK: RequestCheck = Object.freeze({ ok: true });
 
 /** Canonical dotted quad (no leading zeros) -> unsigned 32-bit number, or null. */
 export function ipToInt(ip: string): number | null {
-  const m = IPV4.exec(ip);
-  if (m === null) return null;
-  let n = 0;
-  for (let i = 1; i <= 4; i++) {
-    const octet = Number(m[i]);
-    if (octet > 255) return null;
-    n = n * 256 + octet;
-  }
-  return n;
+  const n = parseIpv4(ip);
+  return n < 0 ? null : n;
 }
 
 export function intToIp(n: number): string {
@@ -251,9 +245,9 @@ function rangeNames(pool: Pool): readonly string[] | null {
   return names;
 }
 
-/** Why `mac` may not have address `n` right now, or null when it may. */
-function refusal(pool: Pool, leases: LeaseView, mac: Mac, n: number, now: number, outsideRangeOk: boolean): string | null {
-  const ip = intToIp(n);
+/** Why `mac` may not have address `n` (dotted: `text`, when the caller has it) right now, or null when it may. */
+function refusal(pool: Pool, leases: LeaseView, mac: Mac, n: number, now: number, outsideRangeOk: boolean, text?: string): string | null {
+  const ip = text ?? intToIp(n);
   if (!poolContains(pool, n)) return `${ip} is outside ${pool.subnet}`;
   const excluded = pool.excluded.get(n);
   if (excluded !== undefined) return `${ip} is ${excluded}`;
@@ -287,7 +281,7 @@ export function allocate(pool: Pool, leases: LeaseView, mac: Mac, requestedIp?: 
   const withNote = <A extends Allocation>(a: A): A => (note === undefined ? a : { ...a, note });
   const cur = leases.get(mac);
   const curN = cur === undefined ? null : ipToInt(cur.ip);
-  if (cur !== undefined && curN !== null && refusal(pool, leases, mac, curN, now, false) === null) {
+  if (cur !== undefined && curN !== null && refusal(pool, leases, mac, curN, now, false, cur.ip) === null) {
     return withNote({ ip: cur.ip, source: 'current' });
   }
   const reqN = requestedIp === undefined || requestedIp === null ? null : ipToInt(requestedIp);
@@ -328,6 +322,6 @@ export function checkRequest(pool: Pool, leases: LeaseView, mac: Mac, ip: string
   if (reserved !== undefined && reserved !== n && refusal(pool, leases, mac, reserved, now, true) === null) {
     return { ok: false, reason: `${mac} has the reservation ${intToIp(reserved)}` };
   }
-  const why = refusal(pool, leases, mac, n, now, n === reserved);
-  return why === null ? { ok: true } : { ok: false, reason: why };
+  const why = refusal(pool, leases, mac, n, now, n === reserved, ip);
+  return why === null ? OK : { ok: false, reason: why };
 }

@@ -5,7 +5,7 @@
  */
 import type { BootDecision } from '../boot/decide.js';
 import type { ClientInfo } from './classify.js';
-import { BOOTREPLY, DhcpMessage, EncodeError, encodeDhcp } from './codec.js';
+import { BOOTREPLY, copyOptions, DhcpMessage, EncodeError, encodeDhcp } from './codec.js';
 import { MessageType, Opt, encodeSubOptions } from './options.js';
 
 /** PXE spec vendor sub-option 6, PXE_DISCOVERY_CONTROL. */
@@ -18,6 +18,10 @@ const IP_UDP_HEADERS = 28;
 const MIN_MAX_MESSAGE_SIZE = 576;
 /** The BOOTP file field holds 127 bytes plus the NUL firmware looks for. */
 const BOOTP_FILE_MAX = 127;
+
+/** Option values that are the same in every reply (never written to once in a message). */
+const VENDOR_CLASS_BYTES = { PXEClient: Buffer.from('PXEClient', 'latin1'), HTTPClient: Buffer.from('HTTPClient', 'latin1') } as const;
+const USE_BOOTFILE = encodeSubOptions(new Map([[PXE_DISCOVERY_CONTROL, Uint8Array.of(DISCOVERY_USE_BOOTFILE)]]));
 
 /** DISCOVER -> OFFER, REQUEST/INFORM -> ACK; anything else gets no reply. */
 export function replyTypeFor(req: DhcpMessage): number | null {
@@ -38,6 +42,9 @@ export function replyTypeFor(req: DhcpMessage): number | null {
  * table 3), which is what the port-4011 exchange needs.
  */
 export function makeReply(req: DhcpMessage, type: number, serverIp: string): DhcpMessage {
+  const options = new Map<number, Buffer>();
+  options.set(Opt.MESSAGE_TYPE, typeByte(type));
+  options.set(Opt.SERVER_ID, serverIdBytes(serverIp));
   return new DhcpMessage({
     op: BOOTREPLY,
     htype: req.htype,
@@ -50,22 +57,47 @@ export function makeReply(req: DhcpMessage, type: number, serverIp: string): Dhc
     yiaddr: '0.0.0.0',
     siaddr: '0.0.0.0',
     giaddr: req.giaddr,
-    chaddr: Buffer.from(req.chaddr),
+    // Messages are immutable, so the reply may share the request's bytes.
+    chaddr: req.chaddr,
     sname: '',
     file: '',
-    options: new Map([
-      [Opt.MESSAGE_TYPE, Buffer.from([type])],
-      [Opt.SERVER_ID, ipBytes(serverIp)],
-    ]),
+    options,
   });
 }
 
-function ipBytes(ip: string): Buffer {
+/**
+ * Option values every reply carries, made once rather than per reply
+ * (option values are never written to once in a message). Memos, not
+ * state: the bytes depend only on the key.
+ */
+const TYPE_BYTES = new Map<number, Buffer>();
+let lastServerId: { ip: string; bytes: Buffer } | null = null;
+let lastServerName: { ip: string; bytes: Buffer } | null = null;
+
+function typeByte(type: number): Buffer {
+  let b = TYPE_BYTES.get(type);
+  if (b === undefined) {
+    b = Buffer.from([type]);
+    TYPE_BYTES.set(type, b);
+  }
+  return b;
+}
+
+/** Option 54: the address as four bytes. */
+function serverIdBytes(ip: string): Buffer {
+  if (lastServerId?.ip === ip) return lastServerId.bytes;
   const octets = ip.split('.').map((o) => (/^\d{1,3}$/.test(o) ? Number(o) : NaN));
   if (octets.length !== 4 || octets.some((o) => !(o <= 255))) {
     throw new EncodeError(`server id is not a dotted IPv4 address: ${JSON.stringify(ip)}`);
   }
-  return Buffer.from(octets);
+  lastServerId = { ip, bytes: Buffer.from(octets) };
+  return lastServerId.bytes;
+}
+
+/** Option 66 is text: the address as a string. */
+function serverNameBytes(ip: string): Buffer {
+  if (lastServerName?.ip !== ip) lastServerName = { ip, bytes: Buffer.from(ip, 'latin1') };
+  return lastServerName.bytes;
 }
 
 /** Option 60 for the reply, or undefined when the client is neither kind and the decision asks for none. */
@@ -80,7 +112,7 @@ function replyVendorClass(client: ClientInfo, decision: BootDecision): 'PXEClien
  * Fills the boot fields of `reply` for `decision`: BOOTP siaddr and file,
  * options 66 and 67 (legacy ROMs read the former, others the latter, so
  * both), option 60 echoed as PXEClient/HTTPClient, option 97 echoed, and
- * for BIOS PXE option 43 telling the ROM to skip boot server discovery.
+ * for PXEClient replies option 43 telling the ROM to skip boot server discovery.
  * A 'none' decision leaves the reply as it is.
  */
 export function withBootFields(
@@ -91,22 +123,18 @@ export function withBootFields(
   serverIp: string,
 ): DhcpMessage {
   if (decision.kind === 'none') return reply;
-  const options = new Map(reply.options);
+  const options = copyOptions(reply.options);
   const vendorClass = replyVendorClass(client, decision);
-  if (vendorClass !== undefined) options.set(Opt.VENDOR_CLASS, Buffer.from(vendorClass, 'latin1'));
-  options.set(Opt.TFTP_SERVER, Buffer.from(serverIp, 'latin1'));
+  if (vendorClass !== undefined) options.set(Opt.VENDOR_CLASS, VENDOR_CLASS_BYTES[vendorClass]);
+  options.set(Opt.TFTP_SERVER, serverNameBytes(serverIp));
   options.set(Opt.BOOTFILE, Buffer.from(decision.file, 'latin1'));
+  // Messages are immutable: the reply may share the request's bytes.
   const uuid = req.options.get(Opt.CLIENT_UUID);
-  if (uuid !== undefined) options.set(Opt.CLIENT_UUID, Buffer.from(uuid));
+  if (uuid !== undefined) options.set(Opt.CLIENT_UUID, uuid);
   // Discovery control 0x08 ("use the boot file, no PXE discovery") for every PXEClient reply, UEFI included:
   // OVMF treats a PXEClient offer without option 43 as one needing a port-4011 boot-server exchange,
   // rejects it ("PXE-E16: No valid offer received") in full mode, and falls back to HTTP boot ~80 s later.
-  if (vendorClass === 'PXEClient') {
-    options.set(
-      Opt.VENDOR_SPECIFIC,
-      encodeSubOptions(new Map([[PXE_DISCOVERY_CONTROL, Uint8Array.of(DISCOVERY_USE_BOOTFILE)]])),
-    );
-  }
+  if (vendorClass === 'PXEClient') options.set(Opt.VENDOR_SPECIFIC, USE_BOOTFILE);
   // A URL longer than the BOOTP field still reaches the client via option 67.
   const fitsFile = decision.file.length <= BOOTP_FILE_MAX && /^[\x01-\xff]*$/.test(decision.file);
   return reply.with({ siaddr: serverIp, file: fitsFile ? decision.file : '', options });

@@ -62,9 +62,16 @@ export interface MachineObservation {
 /** Steps kept per machine: enough for a few whole boots. */
 export const TRAIL_LENGTH = 64;
 
+/** One machine's observation, and whether it changed since it was last written. */
+interface Slot {
+  readonly obs: MachineObservation;
+  dirty: boolean;
+}
+
 export class MachineStates {
-  private readonly current = new Map<Mac, MachineObservation>();
-  private readonly dirty = new Set<Mac>();
+  private readonly current = new Map<Mac, Slot>();
+  /** The slots with dirty set: a flag and a list, as a DHCP exchange records four steps and only the first needs queueing. */
+  private dirty: Slot[] = [];
   private timer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -73,7 +80,7 @@ export class MachineStates {
     private readonly log: Logger,
     private readonly flushMs: number,
   ) {
-    for (const [k, v] of journal.state) this.current.set(k as Mac, v);
+    for (const [k, v] of journal.state) this.current.set(k as Mac, { obs: v, dirty: false });
   }
 
   static async open(dir: string, opts: { log: Logger; now?: () => number; flushMs?: number }): Promise<MachineStates> {
@@ -82,42 +89,57 @@ export class MachineStates {
   }
 
   get(mac: Mac): MachineObservation | undefined {
-    return this.current.get(mac);
+    return this.current.get(mac)?.obs;
   }
 
   all(): MachineObservation[] {
-    return [...this.current.values()];
+    return Array.from(this.current.values(), (slot) => slot.obs);
   }
 
   /** Records one step. Never throws: losing an observation must not fail a boot. */
   record(mac: Mac, step: TrailStep, extra: { detail?: string; ip?: string } = {}): void {
     const at = this.now();
-    const prev = this.current.get(mac);
-    const entry: TrailEntry = { at, step, ...(extra.detail !== undefined ? { detail: extra.detail } : {}), ...(extra.ip !== undefined ? { ip: extra.ip } : {}) };
-    const trail = prev?.trail ?? [];
-    trail.push(entry);
-    if (trail.length > TRAIL_LENGTH) trail.splice(0, trail.length - TRAIL_LENGTH);
-    this.current.set(mac, {
-      ...(prev ?? { mac }),
-      mac,
-      ...(extra.ip !== undefined ? { ip: extra.ip } : {}),
-      lastStep: step,
-      ...(extra.detail !== undefined ? { lastDetail: extra.detail } : {}),
-      lastSeen: at,
-      trail,
-    });
-    this.markDirty(mac);
+    const entry: TrailEntry = { at, step };
+    if (extra.detail !== undefined) entry.detail = extra.detail;
+    if (extra.ip !== undefined) entry.ip = extra.ip;
+    let slot = this.current.get(mac);
+    if (slot === undefined) {
+      const obs: MachineObservation = {
+        mac,
+        ...(extra.ip !== undefined ? { ip: extra.ip } : {}),
+        lastStep: step,
+        ...(extra.detail !== undefined ? { lastDetail: extra.detail } : {}),
+        lastSeen: at,
+        trail: [entry],
+      };
+      slot = { obs, dirty: false };
+      this.current.set(mac, slot);
+    } else {
+      // Updated in place (this class owns the objects).
+      const obs = slot.obs;
+      const trail = obs.trail;
+      trail.push(entry);
+      if (trail.length > TRAIL_LENGTH) trail.splice(0, trail.length - TRAIL_LENGTH);
+      if (extra.ip !== undefined) obs.ip = extra.ip;
+      obs.lastStep = step;
+      if (extra.detail !== undefined) obs.lastDetail = extra.detail;
+      obs.lastSeen = at;
+    }
+    this.markDirty(slot);
   }
 
   reportSwarm(mac: Mac, report: Omit<SwarmReport, 'at'>): void {
-    const prev = this.current.get(mac);
-    const at = this.now();
-    this.current.set(mac, { ...(prev ?? { mac, lastSeen: at, trail: [] }), mac, swarm: { ...report, at } });
+    const swarm: SwarmReport = { ...report, at: this.now() };
+    const slot = this.current.get(mac);
+    if (slot === undefined) this.current.set(mac, { obs: { mac, lastSeen: swarm.at, trail: [], swarm }, dirty: false });
+    else slot.obs.swarm = swarm;
     this.record(mac, 'swarm', { detail: report.event });
   }
 
-  private markDirty(mac: Mac): void {
-    this.dirty.add(mac);
+  private markDirty(slot: Slot): void {
+    if (slot.dirty) return;
+    slot.dirty = true;
+    this.dirty.push(slot);
     if (this.timer === undefined) {
       this.timer = setTimeout(() => void this.flush(), this.flushMs);
       this.timer.unref();
@@ -128,16 +150,15 @@ export class MachineStates {
   async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const macs = [...this.dirty];
-    this.dirty.clear();
-    await Promise.all(
-      macs.map((mac) => {
-        const obs = this.current.get(mac);
-        if (obs === undefined) return Promise.resolve();
-        // A copy: the in-memory trail keeps growing after this write is queued.
-        return this.journal.put(mac, { ...obs, trail: [...obs.trail] }).catch((err: unknown) => this.log.error({ err, mac }, 'could not persist a machine observation'));
-      }),
-    );
+    const slots = this.dirty;
+    this.dirty = [];
+    const changed = slots.map((slot): [Mac, MachineObservation] => {
+      slot.dirty = false;
+      return [slot.obs.mac, slot.obs];
+    });
+    // One promise for the lot: a boot storm dirties thousands of machines per interval. The journal
+    // serialises each value now and keeps the live object, so its snapshots carry the newest observations.
+    await this.journal.putMany(changed).catch((err: unknown) => this.log.error({ err, machines: changed.length }, 'could not persist machine observations'));
   }
 
   async close(): Promise<void> {

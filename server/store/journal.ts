@@ -28,12 +28,23 @@
  * G+1 header the same way. A crash between the two renames leaves a G+1
  * snapshot next to a G journal, whose records the snapshot already holds:
  * open() sees the older generation and ignores that journal.
+ * Automatic compaction waits for `compactEvery` records and for at least
+ * half as many records as there are keys: a snapshot writes every key, so
+ * the second condition keeps its cost within two lines per journalled
+ * record however large the store grows (a boot storm of new leases would
+ * otherwise rewrite the whole, growing state every `compactEvery` binds,
+ * and hold up the binds queued behind each snapshot).
  *
  * Durability (`fsync`):
  *   'always' one fdatasync per change, the change's promise resolves after it;
  *   'batch'  group commit: changes queued while a write+fdatasync is in flight
  *            share the next one; each promise still resolves only once its
- *            line is on disk (survives power loss, like 'always');
+ *            line is on disk (survives power loss, like 'always'). With
+ *            `syncIntervalMs`, fdatasyncs are at least that far apart, so
+ *            that under load more changes share each (a commit delay: each
+ *            costs a disk flush and two thread switches, and a boot storm
+ *            would otherwise sync every millisecond or so); a change then
+ *            waits up to that much longer;
  *   'never'  resolves once write() returned: survives kill -9 of this process
  *            (the kernel has the bytes), not a power cut. flush()/close() sync.
  *
@@ -163,8 +174,10 @@ export interface JournalOptions<T> {
   log: Logger;
   /** Default 'batch'. */
   fsync?: FsyncPolicy;
-  /** Compact once this many records were appended since the last snapshot; 0 = only on compact(). Default 10,000. */
+  /** Compact once this many records (and half as many as there are keys; see the file comment) were appended since the last snapshot; 0 = only on compact(). Default 10,000. */
   compactEvery?: number;
+  /** Under 'batch': the shortest time between two fdatasyncs (see the file comment). Default 0. */
+  syncIntervalMs?: number;
   /**
    * Checks one stored value on load and returns it typed; throw to reject it
    * (reported like a damaged line). Without it values are trusted as T.
@@ -202,7 +215,7 @@ interface Deferred {
 
 type Job =
   /** `fields` is the record's JSON minus its sequence number, which is given at write time (a compaction restarts it). */
-  | { kind: 'record'; fields: string; done: Deferred }
+  | { kind: 'record'; fields: string; done: Deferred | null }
   | { kind: 'sync'; done: Deferred }
   | { kind: 'compact'; done: Deferred };
 
@@ -228,6 +241,27 @@ export function encodeLine(record: object): string {
 
 function lineOf(json: string): string {
   return `${crcHex(json)} ${json}\n`;
+}
+
+/**
+ * lineOf() for many JSON texts, straight into one buffer: each text is
+ * encoded to UTF-8 once and its checksum taken over those bytes (lineOf
+ * would encode it twice, for the checksum and for the write).
+ */
+function linesOf(jsons: readonly string[]): Buffer {
+  let size = 0;
+  for (const json of jsons) size += Buffer.byteLength(json, 'utf8') + 10;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const json of jsons) {
+    const start = at + 9;
+    const end = start + out.write(json, start, 'utf8');
+    out.write(crc32(out.subarray(start, end)).toString(16).padStart(8, '0'), at, 'latin1');
+    out[start - 1] = 0x20;
+    out[end] = 0x0a;
+    at = end + 1;
+  }
+  return out;
 }
 
 /** Splits a file into checked lines; the last element is an unterminated tail when the file does not end in \n. */
@@ -275,6 +309,9 @@ export class Journal<T> {
   private readonly io: JournalIo;
   private readonly policy: FsyncPolicy;
   private readonly compactEvery: number;
+  private readonly syncIntervalMs: number;
+  /** performance.now() when the last fdatasync finished: real time, whatever clock `now` fakes. */
+  private lastSyncAt = -Infinity;
   private readonly now: () => number;
   private readonly lockHeld: boolean;
   private file: JournalFile;
@@ -298,6 +335,7 @@ export class Journal<T> {
     io: JournalIo;
     policy: FsyncPolicy;
     compactEvery: number;
+    syncIntervalMs: number;
     now: () => number;
     lockHeld: boolean;
     file: JournalFile;
@@ -311,6 +349,7 @@ export class Journal<T> {
     this.io = init.io;
     this.policy = init.policy;
     this.compactEvery = init.compactEvery;
+    this.syncIntervalMs = init.syncIntervalMs;
     this.autoCompactAt = init.compactEvery;
     this.now = init.now;
     this.lockHeld = init.lockHeld;
@@ -343,6 +382,7 @@ export class Journal<T> {
         io,
         policy: opts.fsync ?? 'batch',
         compactEvery: opts.compactEvery ?? 10_000,
+        syncIntervalMs: opts.syncIntervalMs ?? 0,
         now,
         lockHeld,
         file: loaded.file,
@@ -367,7 +407,11 @@ export class Journal<T> {
     }
   }
 
-  /** The recovered-and-current state. Values must not be mutated; replace them with put(). */
+  /**
+   * The recovered-and-current state. Values must not be mutated, except by
+   * an owner that puts them again after each change (MachineStates does):
+   * a snapshot taken meanwhile then holds the newer value, never an older one.
+   */
   get state(): ReadonlyMap<string, T> {
     return this.map;
   }
@@ -398,6 +442,37 @@ export class Journal<T> {
     const fields = `"k":${JSON.stringify(key)},"v":${json}`;
     this.map.set(key, value);
     return this.enqueue((done) => ({ kind: 'record', fields, done }));
+  }
+
+  /**
+   * put() for many keys with one promise, which resolves once all of them
+   * are as durable as the policy makes them (records are written in order,
+   * so that is when the last one is). For bulk writers, such as a flush of
+   * many observations, that do not need a promise per record. Nothing is
+   * set when a value does not serialise.
+   */
+  putMany(entries: Iterable<readonly [string, T]>): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    const lines: [string, T, string][] = [];
+    for (const [key, value] of entries) {
+      let json: string | undefined;
+      try {
+        json = JSON.stringify(value);
+      } catch (err) {
+        return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON-serialisable`, { cause: err }));
+      }
+      if (json === undefined) return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON`));
+      lines.push([key, value, `"k":${JSON.stringify(key)},"v":${json}`]);
+    }
+    const last = lines.pop();
+    if (last === undefined) return Promise.resolve();
+    for (const [key, value, fields] of lines) {
+      this.map.set(key, value);
+      this.jobs.push({ kind: 'record', fields, done: null });
+    }
+    this.map.set(last[0], last[1]);
+    return this.enqueue((done) => ({ kind: 'record', fields: last[2], done }));
   }
 
   /** Removes `key`; resolves to false (and writes nothing) when it was absent. */
@@ -496,6 +571,10 @@ export class Journal<T> {
       }
       return;
     }
+    if (this.policy === 'batch' && this.syncIntervalMs > 0) {
+      const wait = this.lastSyncAt + this.syncIntervalMs - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    }
     const batch: Job[] = [];
     let records = 0;
     let wantSync = this.policy !== 'never';
@@ -514,27 +593,28 @@ export class Journal<T> {
     this.jobs.splice(0, taken);
     try {
       if (records > 0) {
-        let text = '';
+        const jsons: string[] = [];
         let seq = this.seq;
-        for (const j of batch) if (j.kind === 'record') text += lineOf(`{"s":${++seq},${j.fields}}`);
-        await this.file.append(Buffer.from(text, 'utf8'));
+        for (const j of batch) if (j.kind === 'record') jsons.push(`{"s":${++seq},${j.fields}}`);
+        await this.file.append(linesOf(jsons));
         this.seq = seq;
         this.counters.writes += 1;
         this.unsynced = true;
       }
       if (wantSync && this.unsynced) {
         await this.file.datasync();
+        this.lastSyncAt = performance.now();
         this.counters.fsyncs += 1;
         this.unsynced = false;
       }
     } catch (err) {
       this.failure = new JournalError('E_JOURNAL_IO', `journal ${this.name}: write failed, refusing further changes`, { cause: err });
       this.log.error({ err }, 'journal write failed; the store is read-only until restart');
-      for (const job of batch) job.done.reject(this.failure);
+      for (const job of batch) job.done?.reject(this.failure);
       return;
     }
-    for (const job of batch) job.done.resolve();
-    if (this.compactEvery > 0 && this.seq >= this.autoCompactAt && this.jobs[0]?.kind !== 'compact') {
+    for (const job of batch) job.done?.resolve();
+    if (this.compactEvery > 0 && this.seq >= this.autoCompactAt && this.seq * 2 >= this.map.size && this.jobs[0]?.kind !== 'compact') {
       try {
         await this.writeSnapshot();
       } catch (err) {
@@ -549,7 +629,7 @@ export class Journal<T> {
   private failAll(failure: Error): void {
     const jobs = this.jobs;
     this.jobs = [];
-    for (const job of jobs) job.done.reject(failure);
+    for (const job of jobs) job.done?.reject(failure);
   }
 
   /**
@@ -561,14 +641,15 @@ export class Journal<T> {
   private async writeSnapshot(): Promise<void> {
     const p = journalPaths(this.dir, this.name);
     const gen = this.generation + 1;
-    const parts: string[] = [encodeLine({ t: 'snapshot', v: FORMAT_VERSION, gen, n: this.map.size })];
-    for (const [k, v] of this.map) parts.push(encodeLine({ k, v }));
-    parts.push(encodeLine({ t: 'end', n: this.map.size }));
+    const jsons: string[] = [JSON.stringify({ t: 'snapshot', v: FORMAT_VERSION, gen, n: this.map.size })];
+    for (const [k, v] of this.map) jsons.push(JSON.stringify({ k, v }));
+    jsons.push(JSON.stringify({ t: 'end', n: this.map.size }));
+    const text = linesOf(jsons);
     const started = this.now();
     await this.io.remove(p.snapshotTmp);
     const snap = await this.io.openAppend(p.snapshotTmp, { exclusive: true });
     try {
-      await snap.append(Buffer.from(parts.join(''), 'utf8'));
+      await snap.append(text);
       await snap.datasync();
     } finally {
       await snap.close();

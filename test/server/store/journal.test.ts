@@ -114,6 +114,34 @@ t.test('the format: crc32, a space, JSON, newline', async (t) => {
   t.match(encodeLine({ a: 1 }), /^[0-9a-f]{8} \{"a":1\}\n$/);
 });
 
+t.test('putMany: one promise for many records, durable when it resolves, nothing set when a value is refused', async (t) => {
+  const dir = tmp(t);
+  const c = countingIo();
+  const j = await open<{ n: number }>(dir, { io: c.io });
+  const base = c.syncs();
+  const p = j.putMany(Array.from({ length: 100 }, (_, i) => [`k${i}`, { n: i }] as const));
+  t.same(j.get('k99'), { n: 99 }, 'reads see them at once');
+  await p;
+  t.ok(c.syncs() - base <= 2, `100 records, ${c.syncs() - base} fdatasyncs`);
+  t.equal(Object.keys(await peek(crashCopy(t, dir))).length, 100, 'all in the files once it resolved');
+  await t.rejects(j.putMany([['ok', { n: 1 }], ['bad', 10n as unknown as { n: number }]]), { code: 'E_JOURNAL_VALUE' });
+  t.equal(j.get('ok'), undefined, 'the good one was not set either');
+  await j.putMany([]);
+  t.equal(j.stats().journalRecords, 100);
+  await j.close();
+});
+
+t.test('a batch of multi-byte values: each line checksummed over its UTF-8 bytes', async (t) => {
+  const dir = tmp(t);
+  const j = await open<string>(dir, { lock: false });
+  const values = ['ascii', 'naïve', 'Ελληνικά', '漢字 and 🐳', 'line\nbreak "quoted"'];
+  await Promise.all(values.map((v, i) => j.put(`k${i}`, v)));
+  await j.close();
+  const expected = encodeLine({ t: 'journal', v: 1, gen: 0 }) + values.map((v, i) => encodeLine({ s: i + 1, k: `k${i}`, v })).join('');
+  t.equal(readFileSync(join(dir, 'leases.journal'), 'utf8'), expected, 'byte for byte what encodeLine gives');
+  t.same(Object.values(await peek<string>(dir)), values);
+});
+
 t.test('a v1 store (committed fixture) still opens', async (t) => {
   const j = await open<Rec>(tmp(t, 'v1'));
   t.same([...j.state.keys()].sort(), ['10.0.0.10', '10.0.0.12']);
@@ -156,6 +184,26 @@ t.test('compaction', async (t) => {
     const again = await open<number>(copy);
     for (let k = 0; k < 7; k++) t.equal(again.get(`k${k}`), 493 + ((k - 493 % 7 + 7) % 7));
     await again.close();
+  });
+
+  t.test('automatic compaction waits for half as many records as there are keys', async (t) => {
+    const dir = tmp(t);
+    const j = await open<number>(dir, { compactEvery: 10 });
+    // 100 new keys: compacting every 10 records would rewrite the growing state ten times.
+    for (let i = 0; i < 100; i++) await j.put(`k${i}`, i);
+    await j.flush();
+    t.equal(j.stats().compactions, 4, 'at 10, 20, 40 and 80 keys: the state doubles between snapshots');
+    t.equal(j.stats().journalRecords, 20);
+    // Rewrites of the same keys: the next comes once the journal holds 50 records (half of 100 keys).
+    for (let i = 0; i < 29; i++) await j.put(`k${i}`, -i);
+    await j.flush();
+    t.equal(j.stats().compactions, 4);
+    await j.put('k29', -29);
+    await j.flush();
+    t.equal(j.stats().compactions, 5);
+    t.equal(j.stats().journalRecords, 0);
+    await j.close();
+    t.equal((await peek<number>(dir)).k29, -29);
   });
 
   t.test('on open, when the journal is long', async (t) => {
@@ -388,6 +436,25 @@ t.test('fsync policies', async (t) => {
     const rest = Array.from({ length: 50 }, (_, i) => j.put(`b${i}`, i));
     await Promise.all([first, ...rest]);
     t.ok(c.syncs() - base <= 4);
+    await j.close();
+  });
+  t.test("'batch' with syncIntervalMs: fdatasyncs that far apart, changes spread over the interval share one", async (t) => {
+    const c = countingIo();
+    const dir = tmp(t);
+    const j = await open<number>(dir, { io: c.io, syncIntervalMs: 60 });
+    const base = c.syncs();
+    await j.put('first', 0);
+    t.equal(c.syncs() - base, 1, 'after a quiet spell, no waiting');
+    const started = performance.now();
+    const puts: Promise<void>[] = [];
+    for (let i = 0; i < 10; i++) {
+      puts.push(j.put(`k${i}`, i));
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    await Promise.all(puts);
+    t.ok(performance.now() - started >= 50, 'the next sync waited for the interval');
+    t.ok(c.syncs() - base <= 3, `10 changes 3 ms apart, ${c.syncs() - base - 1} more fdatasyncs`);
+    t.equal(Object.keys(await peek<number>(crashCopy(t, dir))).length, 11, 'each resolved only once on disk');
     await j.close();
   });
   t.test("'never': no fdatasync until flush()", async (t) => {
