@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testProfile } from '../../helpers/profile.js';
 import { decideBoot, type BootDecision, type BootEnv } from '../../../server/boot/decide.js';
 import type { ClientArch, ClientInfo } from '../../../server/dhcp/classify.js';
 import type { Profile } from '../../../server/profiles/types.js';
@@ -8,24 +9,7 @@ const MAC = 'aa:bb:cc:dd:ee:01' as Mac;
 const URL = 'http://10.0.0.1:8080';
 const IPXE_URL = `${URL}/ipxe?mac=aa-bb-cc-dd-ee-01`;
 
-function profile(over: Partial<Profile> = {}): Profile {
-  return {
-    name: 'worker',
-    role: 'worker',
-    boot: 'ipxe',
-    efiBinary: 'ipxe.efi',
-    forceIpxe: false,
-    flatcar: { channel: 'stable', version: 'current', arch: 'amd64' },
-    ignition: 'url',
-    labels: {},
-    kernelArgs: [],
-    sshAuthorizedKeys: [],
-    units: [],
-    files: [],
-    source: { file: 'profiles/worker.yaml', line: 1 },
-    ...over,
-  };
-}
+const profile = testProfile;
 
 function client(arch: ClientArch, archCode: number | undefined, over: Partial<ClientInfo> = {}): ClientInfo {
   return {

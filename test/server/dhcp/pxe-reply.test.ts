@@ -1,4 +1,5 @@
 import t from 'tap';
+import { testProfile } from '../../helpers/profile.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,21 +25,7 @@ const names = readdirSync(FIXTURES)
 const load = (name: string): DhcpMessage => decodeDhcp(readFileSync(join(FIXTURES, `${name}.bin`)));
 
 const SERVER_IP = '10.213.0.1';
-const PROFILE: Profile = {
-  name: 'worker',
-  role: 'worker',
-  boot: 'ipxe',
-  efiBinary: 'ipxe.efi',
-  forceIpxe: false,
-  flatcar: { channel: 'stable', version: 'current', arch: 'amd64' },
-  ignition: 'url',
-  labels: {},
-  kernelArgs: [],
-  sshAuthorizedKeys: [],
-  units: [],
-  files: [],
-  source: { file: 'profiles/worker.yaml', line: 1 },
-};
+const PROFILE: Profile = testProfile();
 // arm64 is provisioned, i386 is not: the ia32 capture shows a "none" decision.
 const ENV: BootEnv = { serverUrl: 'http://10.213.0.1:8080', serverIp: SERVER_IP, hasAsset: (n) => n === 'arm64/ipxe.efi' };
 
