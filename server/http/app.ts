@@ -1,8 +1,9 @@
 /**
- * The HTTP front end: one express app that serves the boot artefacts, the
- * assets, health, metrics and the machine API. It holds no policy: every
- * answer comes from the injected BootService and stores, and the listening
- * socket is created by startHttpServer so tests can bind port 0.
+ * The HTTP front end: the boot lane for the per-machine artefacts (the
+ * requests a rack makes all at once), then one express app for the assets,
+ * health, metrics and the machine API. It holds no policy: every answer
+ * comes from the injected BootService and stores, and the listening socket
+ * is created by startHttpServer so tests can bind port 0.
  */
 import express from 'express';
 import http from 'node:http';
@@ -13,7 +14,7 @@ import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
 import type { Mac } from '../mac.js';
 import { SwarmbootError } from '../errors.js';
-import { bootRouter } from './boot.js';
+import { bootLane, bootRouter } from './boot.js';
 import { assetsRouter } from './assets.js';
 import { machinesRouter } from './machines.js';
 import { errorHandler, notFoundHandler } from './errors.js';
@@ -35,7 +36,7 @@ export interface HttpDeps {
   routers?: express.Router[];
 }
 
-export function createHttpApp(deps: HttpDeps): express.Express {
+export function createHttpApp(deps: HttpDeps): http.RequestListener {
   const log = deps.log.child({ subsystem: 'http' });
   const requests = deps.metrics.counter('swarmboot_http_requests_total', 'HTTP requests answered, by route and status.');
   const bytesSent = deps.metrics.counter('swarmboot_http_bytes_sent_total', 'HTTP response body bytes written, by route.');
@@ -57,7 +58,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     next();
   });
 
-  app.use(bootRouter({ boot: deps.boot, machines: deps.machines, log, secretRefusals, ...(deps.secretGate ? { secretGate: deps.secretGate } : {}), ...(deps.macOfIp ? { macOfIp: deps.macOfIp } : {}) }));
+  const bootDeps = { boot: deps.boot, machines: deps.machines, log, secretRefusals, ...(deps.secretGate ? { secretGate: deps.secretGate } : {}), ...(deps.macOfIp ? { macOfIp: deps.macOfIp } : {}) };
+  app.use(bootRouter(bootDeps));
   app.use('/assets', assetsRouter({ assetsDir: deps.assetsDir, machines: deps.machines, log, ...(deps.macOfIp ? { macOfIp: deps.macOfIp } : {}) }));
 
   app.get('/healthz', (req, res) => {
@@ -83,7 +85,11 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.use(notFoundHandler);
   app.use(errorHandler(log));
-  return app;
+
+  const lane = bootLane({ ...bootDeps, requests, bytesSent });
+  return (req, res) => {
+    if (!lane(req, res)) app(req, res);
+  };
 }
 
 export interface RunningHttpServer {

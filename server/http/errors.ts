@@ -3,6 +3,7 @@
  * refusal reaches a client as its status and one `code: message` line of
  * text/plain; blades print that on their console, so it must say why.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { SwarmbootError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -56,11 +57,11 @@ function exposedHttpStatus(err: unknown): number | null {
   return null;
 }
 
-function sendPlain(res: Parameters<RequestHandler>[1], status: number, text: string, headers: Readonly<Record<string, string>> = {}): void {
+function sendPlain(res: ServerResponse, status: number, text: string, headers: Readonly<Record<string, string>> = {}): void {
   // Drop whatever the route had set for the response it meant to send (ETag, Content-Range...).
   for (const name of res.getHeaderNames()) res.removeHeader(name);
   const body = text + '\n';
-  res.status(status);
+  res.statusCode = status;
   res.setHeader('Content-Type', 'text/plain; charset=utf-8');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-store');
@@ -75,10 +76,33 @@ export const notFoundHandler: RequestHandler = (req) => {
 };
 
 /**
- * Refusals (4xx) were logged once, with their reasons, where they were
- * decided; here they are only sent. A 5xx that is not a SwarmbootError is a
- * bug: the client gets "internal error" and the log gets the stack.
+ * Sends `err` as the response, in the one form every refusal takes, and
+ * returns the status sent; the response must not have started. Refusals
+ * (4xx) were logged once, with their reasons, where they were decided;
+ * here they are only sent. A 5xx that is not a SwarmbootError is a bug:
+ * the client gets "internal error" and the log gets the stack.
  */
+export function sendError(log: Logger, req: IncomingMessage, res: ServerResponse, err: unknown): number {
+  // express keeps the URL as received in originalUrl (req.url loses a mount prefix); the boot lane has only req.url.
+  const url = (req as { originalUrl?: string }).originalUrl ?? req.url;
+  if (err instanceof SwarmbootError) {
+    if (err.status >= 500) log.error({ err, code: err.code, method: req.method, url }, err.message);
+    else log.debug({ code: err.code, status: err.status, method: req.method, url }, err.message);
+    sendPlain(res, err.status, `${err.code}: ${oneLine(err.message)}`, err instanceof HttpError ? err.headers : {});
+    return err.status;
+  }
+  const status = exposedHttpStatus(err);
+  if (status !== null) {
+    log.debug({ status, method: req.method, url, reason: (err as Error).message }, 'request refused by express');
+    sendPlain(res, status, `E_HTTP: ${oneLine((err as Error).message)}`);
+    return status;
+  }
+  log.error({ err, method: req.method, url }, 'internal error');
+  sendPlain(res, 500, 'internal error');
+  return 500;
+}
+
+/** express's error handler: sendError, unless the body had started. */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, next) => {
     if (res.headersSent) {
@@ -87,19 +111,6 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       next(err);
       return;
     }
-    if (err instanceof SwarmbootError) {
-      if (err.status >= 500) log.error({ err, code: err.code, method: req.method, url: req.originalUrl }, err.message);
-      else log.debug({ code: err.code, status: err.status, method: req.method, url: req.originalUrl }, err.message);
-      sendPlain(res, err.status, `${err.code}: ${oneLine(err.message)}`, err instanceof HttpError ? err.headers : {});
-      return;
-    }
-    const status = exposedHttpStatus(err);
-    if (status !== null) {
-      log.debug({ status, method: req.method, url: req.originalUrl, reason: (err as Error).message }, 'request refused by express');
-      sendPlain(res, status, `E_HTTP: ${oneLine((err as Error).message)}`);
-      return;
-    }
-    log.error({ err, method: req.method, url: req.originalUrl }, 'internal error');
-    sendPlain(res, 500, 'internal error');
+    sendError(log, req, res, err);
   };
 }

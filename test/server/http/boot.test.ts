@@ -127,3 +127,25 @@ t.test('secret gate: Ignition and oem refused with 403, logged, counted; iPXE sc
   t.match(metrics, /^swarmboot_http_requests_total\{route="ignition",status="403"\} 2$/m);
   t.equal(f.machines.get(WORKER4)?.trail.map((e) => e.step).join(','), 'ipxe-script', 'refusals are not boot steps');
 });
+
+t.test('the boot lane and the express routes give the same answers; other methods and paths fall through to express', async (t) => {
+  const f = await startFixture(t);
+  const exact = await f.request(`/ignition?mac=${WORKER1}`);
+  // Express also matches a trailing slash and another letter case; those come through the router, with the same code.
+  for (const path of [`/ignition/?mac=${WORKER1}`, `/IGNITION?mac=${WORKER1}`]) {
+    const r = await f.request(path);
+    t.equal(r.status, 200, path);
+    t.ok(r.body.equals(exact.body), `${path}: same body`);
+    t.equal(r.headers.etag, exact.headers.etag, `${path}: same ETag`);
+    t.equal(r.headers['content-type'], exact.headers['content-type'], `${path}: same type`);
+  }
+  const post = await f.request(`/ignition?mac=${WORKER1}`, { method: 'POST' });
+  t.equal(post.status, 404, 'POST is not served');
+  t.match(post.text, /^E_NOT_FOUND: no route for POST \/ignition/);
+  const encoded = await f.request(`/ipxe?mac=${encodeURIComponent(WORKER1)}&x=1`);
+  t.equal(encoded.status, 200, 'percent-encoded MAC and other parameters');
+  const m = (await f.request('/metrics')).text;
+  t.match(m, /^swarmboot_http_requests_total\{route="ignition",status="200"\} 3$/m, 'lane and router requests counted alike');
+  t.match(m, /^swarmboot_http_requests_total\{route="unmatched",status="404"\} 1$/m, "the POST, as before");
+  t.match(m, new RegExp(`^swarmboot_http_bytes_sent_total\\{route="ignition"\\} ${exact.body.length * 3}$`, 'm'));
+});
