@@ -5,6 +5,23 @@ export type Mac = string & { readonly __mac: unique symbol };
 
 const HEX12 = /^[0-9a-f]{12}$/;
 
+function isHexCode(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70);
+}
+
+/** The form nearly every caller sends (iPXE's ${mac:hexhyp}, DHCP-derived text): six hex pairs split by one kind of separator. No regex, no allocation but the result. */
+function parseSeparated(s: string): Mac | null {
+  if (s.length !== 17) return null;
+  const sep = s.charCodeAt(2);
+  if (sep !== 58 && sep !== 45) return null;
+  for (let i = 0; i < 17; i++) {
+    const c = s.charCodeAt(i);
+    if (i % 3 === 2 ? c !== sep : !isHexCode(c)) return null;
+  }
+  const lower = s.toLowerCase();
+  return (sep === 58 ? lower : lower.replaceAll('-', ':')) as Mac;
+}
+
 /**
  * Accepts the forms operators and firmware use: aa:bb:cc:dd:ee:ff,
  * AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff (Cisco), aabbccddeeff, and iPXE's
@@ -12,6 +29,8 @@ const HEX12 = /^[0-9a-f]{12}$/;
  * the text is not a MAC, so callers choose how to report it.
  */
 export function parseMac(text: string): Mac | null {
+  const quick = parseSeparated(text);
+  if (quick !== null) return quick;
   let s = text.trim().toLowerCase();
   if (/^01[-:]([0-9a-f]{2}[-:]){5}[0-9a-f]{2}$/.test(s)) s = s.slice(3);
   let hex: string;

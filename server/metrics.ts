@@ -10,22 +10,38 @@ function labelKey(labels: Labels): string {
   return keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',');
 }
 
+/** Exposition keys by raw label text: a series' label sets are few, and building a key sorts and escapes (a few us per call, on the hot path of every DHCP exchange and HTTP request). */
+const KEY_CACHE_MAX = 4096;
+
 class Series {
   readonly values = new Map<string, number>();
+  private readonly keys = new Map<string, string>();
   constructor(
     readonly name: string,
     readonly help: string,
     readonly type: 'counter' | 'gauge',
   ) {}
+  /** labelKey(labels), cached under the labels' raw text in insertion order (so {a,b} and {b,a} are two cache entries of one key). */
+  private key(labels: Labels): string {
+    let raw = '';
+    for (const k in labels) raw += `${k}\u0000${labels[k]}\u0001`;
+    let key = this.keys.get(raw);
+    if (key === undefined) {
+      key = labelKey(labels);
+      // Label values are meant to be a small fixed set; if a caller breaks that, stop caching rather than grow without bound.
+      if (this.keys.size < KEY_CACHE_MAX) this.keys.set(raw, key);
+    }
+    return key;
+  }
   add(labels: Labels, by: number): void {
-    const k = labelKey(labels);
+    const k = this.key(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
   set(labels: Labels, v: number): void {
-    this.values.set(labelKey(labels), v);
+    this.values.set(this.key(labels), v);
   }
   get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
+    return this.values.get(this.key(labels)) ?? 0;
   }
 }
 
