@@ -81,6 +81,7 @@ export function parseWrk(text: string): WrkResult {
 
 async function wrk(cli: Netns, script: string, url: string, seconds: number): Promise<WrkResult> {
   const r = await cli.run('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', '-s', script, url], { timeoutMs: (seconds + 30) * 1000 });
+  if (process.env.BENCH_SHOW_WRK) process.stdout.write(r.stdout);
   return parseWrk(r.stdout);
 }
 

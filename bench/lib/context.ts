@@ -43,11 +43,13 @@ export interface MachineEntry {
 /**
  * Profiles for the benchmarks: "worker" boots through iPXE with Ignition
  * over HTTP, "legacy" is the TFTP-only pxelinux path with Ignition in an
- * oem initrd. Swarm rendezvous is off: a benchmark has no dockerd to talk to.
+ * oem initrd. Swarm mode is automatic, as in the example profiles, so each
+ * Ignition config carries the swarm units and script (about 10 KB, the size
+ * a real blade gets); no blade here runs them, so no dockerd is needed.
  */
 export function writeProfiles(dir: string, machines: readonly MachineEntry[], unknown: 'worker' | 'ignore' = 'ignore'): string {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'cluster.yaml'), `cluster:\n  name: bench\n  swarm: { mode: off }\n  unknown_machines: ${unknown}\n`);
+  writeFileSync(join(dir, 'cluster.yaml'), `cluster:\n  name: bench\n  swarm: { mode: automatic }\n  unknown_machines: ${unknown}\n`);
   const entry = (m: MachineEntry) => `      - { mac: "${m.mac}", hostname: ${m.hostname} }\n`;
   const of = (p: string) => machines.filter((m) => m.profile === p);
   let text = 'profiles:\n  worker:\n    role: worker\n';

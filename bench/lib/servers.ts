@@ -113,6 +113,8 @@ export async function startSwarmboot(ns: Netns, o: SwarmbootOptions): Promise<Ru
   const cfgFile = join(o.dir, 'swarmboot.yaml');
   writeFileSync(cfgFile, o.config ?? '');
   const args = ['--import', 'tsx'];
+  // BENCH_NODE_ARGS: extra node flags for swarmboot (--trace-gc, --max-semi-space-size=..., ...).
+  if (process.env.BENCH_NODE_ARGS) args.push(...process.env.BENCH_NODE_ARGS.split(/\s+/).filter(Boolean));
   if (o.cpuProfDir !== undefined) args.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
   args.push(join(REPO, 'server/main.ts'), 'serve', '--config', cfgFile, '--interface', 'eth0', '--address', NET.server, '--dhcp', o.dhcp);
   if (o.pool) args.push('--pool', `${o.pool.start}-${o.pool.end}`);
