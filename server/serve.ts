@@ -4,7 +4,8 @@
  * DHCP, TFTP and HTTP all ask the one BootService what a machine gets; the
  * ProfileStore, LeaseStore and MachineStates each own their state.
  */
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
+import { udpSocket } from './udp.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerConfig } from './config/server-config.js';
@@ -52,7 +53,7 @@ export function stepForFile(path: string): TrailStep {
 
 function bindUdp(address: string, port: number, log: Logger): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const sock = createSocket({ type: 'udp4', reuseAddr: true });
+    const sock = udpSocket('udp4', { reuseAddr: true });
     sock.once('error', reject);
     sock.bind({ address, port }, () => {
       sock.off('error', reject);

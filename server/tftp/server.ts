@@ -18,7 +18,8 @@
  * the file size): every file here is a binary or a config the boot loader
  * reads in either form. mail mode is refused (error 4).
  */
-import { createSocket, type Socket, type RemoteInfo, type SocketType } from 'node:dgram';
+import type { Socket, RemoteInfo, SocketType } from 'node:dgram';
+import { udpSocket } from '../udp.js';
 import type { AddressInfo } from 'node:net';
 import { realpath } from 'node:fs/promises';
 import type { Logger } from '../log.js';
@@ -149,7 +150,7 @@ export async function createTftpServer(opts: TftpServerOptions): Promise<TftpSer
     socket = opts.socket;
   } else {
     if (opts.bind === undefined) throw new SwarmbootError('E_TFTP_BIND', 500, 'tftp: give either a socket or a bind address');
-    socket = createSocket(socketTypeFor(opts.bind.address));
+    socket = udpSocket(socketTypeFor(opts.bind.address));
     await bindSocket(socket, opts.bind.port, opts.bind.address);
   }
   const local = socket.address(); // throws when an injected socket is not bound: a wiring bug
@@ -282,7 +283,7 @@ export async function createTftpServer(opts: TftpServerOptions): Promise<TftpSer
     let tid: Socket | null = null;
     try {
       if (!closing) {
-        tid = createSocket(transferType);
+        tid = udpSocket(transferType);
         await bindSocket(tid, 0, local.address);
       }
     } catch (err) {
