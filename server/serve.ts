@@ -103,7 +103,10 @@ export async function startSwarmboot(cfg: ServerConfig, log: Logger): Promise<Ru
     const machines = await MachineStates.open(cfg.stateDir, { log });
     started.push(machines);
 
-    const leases = cfg.dhcp.mode === 'full' ? await LeaseStore.open(cfg.stateDir, { log, fsync: 'batch' }) : null;
+    const leases =
+      cfg.dhcp.mode === 'full'
+        ? await LeaseStore.open(cfg.stateDir, { log, fsync: cfg.dhcp.leaseSync === 'fsync' ? 'batch' : 'never', syncIntervalMs: cfg.dhcp.leaseSyncIntervalMs })
+        : null;
     if (leases) started.push(leases);
 
     let httpPort = cfg.http.port;

@@ -37,7 +37,14 @@ export interface ServerConfig {
     readonly timeoutMs: number;
     readonly retries: number;
   };
-  readonly dhcp: { readonly mode: DhcpMode; readonly replyDelayMs: number; readonly pools: readonly PoolConfig[] };
+  readonly dhcp: {
+    readonly mode: DhcpMode;
+    readonly replyDelayMs: number;
+    /** How a lease is made durable before its ACK (see dhcp.lease_sync in config.schema.json). */
+    readonly leaseSync: 'fsync' | 'write';
+    readonly leaseSyncIntervalMs: number;
+    readonly pools: readonly PoolConfig[];
+  };
 }
 
 /** Flags that override the file (tests and quick starts use them). */
@@ -66,6 +73,8 @@ interface RawConfig {
     mode: DhcpMode;
     reply_delay: string;
     lease_time: string;
+    lease_sync: 'fsync' | 'write';
+    lease_sync_interval: string;
     dns?: string[];
     domain?: string;
     pools?: { subnet?: string; range: string; router?: string; dns?: string[]; domain?: string; lease_time?: string }[];
@@ -218,7 +227,7 @@ export function loadServerConfig(
       timeoutMs: msOf(raw.tftp.timeout),
       retries: raw.tftp.retries,
     },
-    dhcp: { mode, replyDelayMs: msOf(raw.dhcp.reply_delay), pools },
+    dhcp: { mode, replyDelayMs: msOf(raw.dhcp.reply_delay), leaseSync: raw.dhcp.lease_sync, leaseSyncIntervalMs: msOf(raw.dhcp.lease_sync_interval), pools },
   };
   return Object.freeze(cfg);
 }

@@ -28,7 +28,7 @@ const problems = (fn: () => unknown): string => {
 t.test('embedded defaults: proxy DHCP on the only interface, ports 8080/69, dirs under cwd', async (t) => {
   const c = loadServerConfig(undefined, {}, { interfaces: () => oneNic, cwd: '/srv/sb' });
   t.match(c, { interface: 'eth1', address: '10.0.0.1', subnet: '10.0.0.0/24', profilesDir: '/srv/sb/profiles', assetsDir: '/srv/sb/assets', stateDir: '/srv/sb/state' });
-  t.match(c.dhcp, { mode: 'proxy', replyDelayMs: 0, pools: [] });
+  t.match(c.dhcp, { mode: 'proxy', replyDelayMs: 0, leaseSync: 'fsync', leaseSyncIntervalMs: 5, pools: [] });
   t.match(c.http, { port: 8080, secretsToLeasedIpOnly: true });
   t.match(c.tftp, { address: '10.0.0.1', port: 69, blksizeCap: 1468, maxTransfers: 64, timeoutMs: 1000, retries: 5, enabled: true });
   t.ok(Object.isFrozen(c));
@@ -61,13 +61,17 @@ t.test('a config file: paths relative to it, pools checked, errors located', asy
   t.match(msg, /bad\.yaml:3:3: unknown key "prot"/);
   const bad2 = write('bad2.yaml', 'interface: eth1\ndhcp:\n  mode: full\n  pools:\n    - range: 10.0.1.10-10.0.0.5\n');
   t.match(problems(() => loadServerConfig(bad2, {}, { interfaces: () => twoNics })), /bad2\.yaml:5:14: 10\.0\.1\.10 is outside the pool's subnet 10\.0\.0\.0\/24/);
+  const sync = write('sync.yaml', 'interface: eth1\ndhcp:\n  lease_sync: write\n  lease_sync_interval: 0ms\n');
+  t.match(loadServerConfig(sync, {}, { interfaces: () => twoNics }).dhcp, { leaseSync: 'write', leaseSyncIntervalMs: 0 });
+  const badSync = write('bad-sync.yaml', 'interface: eth1\ndhcp:\n  lease_sync: sometimes\n');
+  t.match(problems(() => loadServerConfig(badSync, {}, { interfaces: () => twoNics })), /bad-sync\.yaml:3:15: .*fsync.*write/);
 });
 
 t.test('the shipped example is valid and documents every top-level key', async (t) => {
   const f = write('example.yaml', exampleConfig());
   const c = loadServerConfig(f, {}, { interfaces: () => twoNics });
   t.equal(c.interface, 'eth1');
-  for (const key of ['interface', 'address', 'profiles', 'assets', 'state', 'log_level', 'http', 'tftp', 'dhcp', 'secrets_to_leased_ip_only', 'blksize_cap', 'reply_delay', 'pools']) {
+  for (const key of ['interface', 'address', 'profiles', 'assets', 'state', 'log_level', 'http', 'tftp', 'dhcp', 'secrets_to_leased_ip_only', 'blksize_cap', 'reply_delay', 'lease_sync', 'lease_sync_interval', 'pools']) {
     t.match(exampleConfig(), new RegExp(`\\b${key}:`), key);
   }
 });
