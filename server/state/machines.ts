@@ -10,6 +10,11 @@
  * whose observation changed is written at most once per flush interval
  * (one DORA records four steps: one write, not four, each with the trail).
  * A kill -9 loses at most the last interval of observations.
+ *
+ * A boot storm dirties thousands of machines per interval, each with a trail
+ * of up to TRAIL_LENGTH steps: serialising them all at once blocks the event
+ * loop for tens of ms (DHCP replies wait), so a flush hands them to the
+ * journal FLUSH_SLICE at a time, with a turn of the event loop in between.
  */
 import { Journal } from '../store/journal.js';
 import type { Logger } from '../log.js';
@@ -62,6 +67,9 @@ export interface MachineObservation {
 /** Steps kept per machine: enough for a few whole boots. */
 export const TRAIL_LENGTH = 64;
 
+/** Machines serialised per turn of the event loop during a flush. */
+export const FLUSH_SLICE = 256;
+
 /** One machine's observation, and whether it changed since it was last written. */
 interface Slot {
   readonly obs: MachineObservation;
@@ -73,6 +81,8 @@ export class MachineStates {
   /** The slots with dirty set: a flag and a list, as a DHCP exchange records four steps and only the first needs queueing. */
   private dirty: Slot[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** The last flush started: each waits for the one before, whose slots it may still be writing. */
+  private flushing: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly journal: Journal<MachineObservation>,
@@ -146,19 +156,34 @@ export class MachineStates {
     }
   }
 
-  /** Writes every changed observation now. */
-  async flush(): Promise<void> {
+  /** Writes every changed observation; resolves once all that were changed when it was called are written. */
+  flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    // Chained: a flush called while an earlier one is still slicing must also wait for the slots that one holds.
+    const run = this.flushing.then(() => this.writeDirty());
+    this.flushing = run;
+    return run;
+  }
+
+  private async writeDirty(): Promise<void> {
     const slots = this.dirty;
     this.dirty = [];
-    const changed = slots.map((slot): [Mac, MachineObservation] => {
-      slot.dirty = false;
-      return [slot.obs.mac, slot.obs];
-    });
-    // One promise for the lot: a boot storm dirties thousands of machines per interval. The journal
-    // serialises each value now and keeps the live object, so its snapshots carry the newest observations.
-    await this.journal.putMany(changed).catch((err: unknown) => this.log.error({ err, machines: changed.length }, 'could not persist machine observations'));
+    const writes: Promise<void>[] = [];
+    let failed: unknown = null;
+    for (let i = 0; i < slots.length; i += FLUSH_SLICE) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      // A slot stays dirty until its slice is serialised: a step recorded meanwhile joins this write, not
+      // another (one record per machine per flush). The journal serialises each value now and keeps the
+      // live object, so its snapshots carry the newest observations.
+      const changed = slots.slice(i, i + FLUSH_SLICE).map((slot): [Mac, MachineObservation] => {
+        slot.dirty = false;
+        return [slot.obs.mac, slot.obs];
+      });
+      writes.push(this.journal.putMany(changed).catch((err: unknown) => void (failed ??= err)));
+    }
+    await Promise.all(writes);
+    if (failed !== null) this.log.error({ err: failed, machines: slots.length }, 'could not persist machine observations');
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * The machine observation store: steps recorded in memory at once, written
- * in one batch per flush, read back after a restart.
+ * once per machine per flush (in slices), read back after a restart.
  */
 import t from 'tap';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../../server/log.js';
 import { requireMac } from '../../../server/mac.js';
-import { MachineStates, TRAIL_LENGTH } from '../../../server/state/machines.js';
+import { FLUSH_SLICE, MachineStates, TRAIL_LENGTH } from '../../../server/state/machines.js';
 
 const A = requireMac('52:54:00:00:00:0a');
 const B = requireMac('52:54:00:00:00:0b');
@@ -81,4 +81,42 @@ t.test('the timer flushes on its own', async (t) => {
   await new Promise((r) => setTimeout(r, 100));
   t.equal(readFileSync(join(dir, 'machines.journal'), 'utf8').trim().split('\n').length, 2);
   await m.close();
+});
+
+t.test('a flush of thousands: written a slice at a time, one record per machine, resolves once all are written', async (t) => {
+  const dir = tmp(t);
+  const m = await MachineStates.open(dir, { log: silentLogger(), now: () => 7, flushMs: 60_000 });
+  const macs = Array.from({ length: 1000 }, (_, i) => requireMac(`52:54:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`));
+  for (const mac of macs) m.record(mac, 'dhcp-discover');
+  const journalLines = () => readFileSync(join(dir, 'machines.journal'), 'utf8').trim().split('\n').slice(1);
+  t.ok(FLUSH_SLICE < 1000);
+  const first = m.flush();
+  // After one turn of the event loop the first slice is serialised, the rest not yet.
+  await new Promise((r) => setImmediate(r));
+  m.record(macs[0]!, 'dhcp-offer'); // already serialised: dirty again, for the next flush
+  m.record(macs[999]!, 'dhcp-offer'); // not yet: joins this flush's record
+  const second = m.flush(); // called while the first is slicing: resolves after it
+  await second;
+  const written = journalLines().map((l) => JSON.parse(l.slice(9)) as { k: string; v: { trail: unknown[] } });
+  t.equal(written.length, 1001, 'one record per machine, plus machine 0 again');
+  t.equal(new Set(written.slice(0, 1000).map((r) => r.k)).size, 1000);
+  t.equal(written.find((r) => r.k === macs[999])?.v.trail.length, 2, 'a step recorded before its slice was written is in it');
+  t.equal(written[1000]?.k, macs[0], 'machine 0 changed after its slice: written by the second flush');
+  await first;
+  await m.close();
+  const again = await MachineStates.open(dir, { log: silentLogger() });
+  t.equal(again.all().length, 1000);
+  t.equal(again.get(macs[0]!)?.trail.length, 2);
+  await again.close();
+});
+
+t.test('close() waits for a flush still slicing', async (t) => {
+  const dir = tmp(t);
+  const m = await MachineStates.open(dir, { log: silentLogger(), flushMs: 60_000 });
+  for (let i = 0; i < 600; i++) m.record(requireMac(`52:54:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`), 'tftp');
+  void m.flush();
+  await m.close();
+  const again = await MachineStates.open(dir, { log: silentLogger() });
+  t.equal(again.all().length, 600);
+  await again.close();
 });
