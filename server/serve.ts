@@ -21,6 +21,7 @@ import { compilePools } from './dhcp/pool.js';
 import { DhcpServer } from './dhcp/server.js';
 import { createTftpServer, type TftpServer } from './tftp/index.js';
 import { createHttpApp, startHttpServer } from './http/app.js';
+import { AssetCache } from './http/asset-cache.js';
 import { installBootBinaries } from './assets/boot-binaries.js';
 import { unmetNeeds } from './assets/status.js';
 import type { ProfileSet } from './profiles/types.js';
@@ -138,12 +139,29 @@ export async function startSwarmboot(cfg: ServerConfig, log: Logger): Promise<Ru
 
     // Swarm rendezvous: election, tokens (0600 in the state dir), reconciler desired state.
     const swarm = Rendezvous.open({ store: new FileSwarmStore(cfg.stateDir, log), log });
+    // Whole kernels and initrds in memory once a storm starts asking for them (server/http/asset-cache.ts).
+    const assetCache = new AssetCache({ budgetBytes: cfg.http.assetCacheBytes, log: log.child({ subsystem: 'asset-cache' }) });
+    started.push({ close: () => assetCache.clear() });
+    const cacheCounters = {
+      hits: metrics.counter('swarmboot_asset_cache_hits_total', 'Asset requests sent from memory.'),
+      misses: metrics.counter('swarmboot_asset_cache_misses_total', 'Asset requests sent from disk (cache off, file too large, or still loading).'),
+      evictions: metrics.counter('swarmboot_asset_cache_evictions_total', 'Files dropped from the asset cache to make room.'),
+    };
+    const cacheBytes = metrics.gauge('swarmboot_asset_cache_bytes', 'Bytes of asset files held in memory.');
+    metrics.onCollect(() => {
+      const st = assetCache.stats();
+      cacheCounters.hits.setTotal(st.hits);
+      cacheCounters.misses.setTotal(st.misses);
+      cacheCounters.evictions.setTotal(st.evictions);
+      cacheBytes.set(st.bytes);
+    });
     const app = createHttpApp({
       boot,
       machines,
       metrics,
       log,
       assetsDir: cfg.assetsDir,
+      assetCache,
       macOfIp,
       routers: [createSwarmRouter({ boot, swarm, machines, metrics, log, serverKey })],
       ...(secretGate ? { secretGate } : {}),

@@ -111,7 +111,8 @@ export const HTTP_PORT = 8080;
 
 export async function startSwarmboot(ns: Netns, o: SwarmbootOptions): Promise<Running> {
   const cfgFile = join(o.dir, 'swarmboot.yaml');
-  writeFileSync(cfgFile, o.config ?? '');
+  // BENCH_SWARMBOOT_CONFIG: YAML appended to every swarmboot config (A/B of a setting; top-level keys must not repeat the benchmark's own).
+  writeFileSync(cfgFile, (o.config ?? '') + (process.env.BENCH_SWARMBOOT_CONFIG ? `${process.env.BENCH_SWARMBOOT_CONFIG}\n` : ''));
   const args = ['--import', 'tsx'];
   // BENCH_NODE_ARGS: extra node flags for swarmboot (--trace-gc, --max-semi-space-size=..., ...).
   if (process.env.BENCH_NODE_ARGS) args.push(...process.env.BENCH_NODE_ARGS.split(/\s+/).filter(Boolean));

@@ -5,7 +5,7 @@
  * and is all `serve` needs to wire the servers.
  */
 import { readFileSync } from 'node:fs';
-import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
+import { networkInterfaces, totalmem, type NetworkInterfaceInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { isIPv4 } from 'node:net';
 import { ConfigError, type Problem } from '../errors.js';
@@ -27,7 +27,13 @@ export interface ServerConfig {
   readonly assetsDir: string;
   readonly stateDir: string;
   readonly logLevel: string;
-  readonly http: { readonly address: string; readonly port: number; readonly secretsToLeasedIpOnly: boolean };
+  readonly http: {
+    readonly address: string;
+    readonly port: number;
+    readonly secretsToLeasedIpOnly: boolean;
+    /** Budget of the in-memory asset cache (server/http/asset-cache.ts), bytes; 0 = off. */
+    readonly assetCacheBytes: number;
+  };
   readonly tftp: {
     readonly enabled: boolean;
     readonly address: string;
@@ -67,7 +73,7 @@ interface RawConfig {
   assets: string;
   state: string;
   log_level: string;
-  http: { address: string; port: number; secrets_to_leased_ip_only: boolean };
+  http: { address: string; port: number; secrets_to_leased_ip_only: boolean; asset_cache_mib?: number };
   tftp: { enabled: boolean; address?: string; port: number; blksize_cap: number; max_transfers: number; timeout: string; retries: number };
   dhcp: {
     mode: DhcpMode;
@@ -87,6 +93,13 @@ export const CONFIG_SCHEMA_FILE = 'server/config/config.schema.json';
 export const EXAMPLE_CONFIG_FILE = 'server/config/example.yaml';
 
 let validator: ReturnType<typeof compileSchema> | undefined;
+
+const MiB = 1024 * 1024;
+
+/** The asset cache's default budget: 1 GiB (a Flatcar kernel and initrd, with room), but never more than a quarter of the machine's memory. */
+export function defaultAssetCacheMiB(totalMemBytes: number): number {
+  return Math.min(1024, Math.floor(totalMemBytes / 4 / MiB));
+}
 
 function msOf(text: string): number {
   const m = /^([0-9]+)(ms|s)$/.exec(text);
@@ -140,7 +153,7 @@ export function resolveInterface(
 export function loadServerConfig(
   file: string | undefined,
   flags: ConfigFlags = {},
-  env: { interfaces?: () => InterfaceTable; cwd?: string } = {},
+  env: { interfaces?: () => InterfaceTable; cwd?: string; totalMemBytes?: () => number } = {},
 ): ServerConfig {
   const cwd = env.cwd ?? process.cwd();
   validator ??= compileSchema(JSON.parse(readFileSync(packageFile(CONFIG_SCHEMA_FILE), 'utf8')) as object);
@@ -217,7 +230,12 @@ export function loadServerConfig(
     assetsDir: flags.assets !== undefined ? fromCwd(flags.assets) : fromFile(raw.assets),
     stateDir: flags.state !== undefined ? fromCwd(flags.state) : fromFile(raw.state),
     logLevel: raw.log_level,
-    http: { address: raw.http.address, port: flags.httpPort ?? raw.http.port, secretsToLeasedIpOnly: raw.http.secrets_to_leased_ip_only },
+    http: {
+      address: raw.http.address,
+      port: flags.httpPort ?? raw.http.port,
+      secretsToLeasedIpOnly: raw.http.secrets_to_leased_ip_only,
+      assetCacheBytes: (raw.http.asset_cache_mib ?? defaultAssetCacheMiB(env.totalMemBytes?.() ?? totalmem())) * MiB,
+    },
     tftp: {
       enabled: raw.tftp.enabled,
       address: raw.tftp.address ?? ifc.address,

@@ -16,6 +16,7 @@ import type { Mac } from '../mac.js';
 import { SwarmbootError } from '../errors.js';
 import { bootLane, bootRouter } from './boot.js';
 import { assetsRouter } from './assets.js';
+import type { AssetCache } from './asset-cache.js';
 import { machinesRouter } from './machines.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { note, sendBody, setRoute } from './request.js';
@@ -32,6 +33,8 @@ export interface HttpDeps {
   secretGate?: (mac: Mac, remoteIp: string) => string | null;
   /** Which MAC holds this IP (from DHCP leases), to put asset fetches (kernel, initrd) on a machine's boot trail. */
   macOfIp?: (ip: string) => Mac | null;
+  /** Whole asset files in memory (asset-cache.ts); absent = always from disk. */
+  assetCache?: AssetCache;
   /** Extra routers mounted before the 404 handler (the swarm API of issue 4 plugs in here). */
   routers?: express.Router[];
 }
@@ -60,7 +63,7 @@ export function createHttpApp(deps: HttpDeps): http.RequestListener {
 
   const bootDeps = { boot: deps.boot, machines: deps.machines, log, secretRefusals, ...(deps.secretGate ? { secretGate: deps.secretGate } : {}), ...(deps.macOfIp ? { macOfIp: deps.macOfIp } : {}) };
   app.use(bootRouter(bootDeps));
-  app.use('/assets', assetsRouter({ assetsDir: deps.assetsDir, machines: deps.machines, log, ...(deps.macOfIp ? { macOfIp: deps.macOfIp } : {}) }));
+  app.use('/assets', assetsRouter({ assetsDir: deps.assetsDir, machines: deps.machines, log, ...(deps.macOfIp ? { macOfIp: deps.macOfIp } : {}), ...(deps.assetCache ? { cache: deps.assetCache } : {}) }));
 
   app.get('/healthz', (req, res) => {
     setRoute(res, 'healthz');

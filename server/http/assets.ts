@@ -2,9 +2,10 @@
  * GET|HEAD /assets/<path>: kernels, initrds and iPXE binaries from the assets
  * directory (also the TFTP root). These are the big transfers of a boot
  * storm (a Flatcar initrd is hundreds of MB, times every blade), so files
- * are streamed in large chunks through pooled buffers (pump.ts), never read
- * whole, and every fs call is async so one slow disk read does not stall the
- * other blades' requests.
+ * are streamed in large chunks through pooled buffers (pump.ts), and every
+ * fs call is async so one slow disk read does not stall the other blades'
+ * requests. Files a storm repeats are kept whole in memory by the asset
+ * cache (asset-cache.ts) once loaded, and sent from there.
  *
  * Path safety in layers: checkAssetPath refuses bad names; realpath must
  * stay inside the (real) root, so a symlink out is refused; the opened
@@ -24,7 +25,8 @@ import { checkAssetPath } from './asset-path.js';
 import { evaluatePreconditions, ifRangeAllows, parseRange, type RangeVerdict, type Validators } from './conditional.js';
 import { MethodNotAllowedError, NotFoundError, PreconditionFailedError, RangeNotSatisfiableError } from './errors.js';
 import { addBytes, remoteIp, setRoute } from './request.js';
-import { BufferPool, pumpFile } from './pump.js';
+import { BufferPool, pumpBuffer, pumpFile } from './pump.js';
+import type { AssetCache, CacheSource } from './asset-cache.js';
 
 /**
  * Bytes per read. Large reads mean few syscalls and event-loop turns per
@@ -40,6 +42,8 @@ export interface AssetDeps {
   machines: MachineStates;
   log: Logger;
   macOfIp?: (ip: string) => Mac | null;
+  /** Whole files in memory; absent = always from disk. */
+  cache?: AssetCache;
 }
 
 export interface OpenedAsset {
@@ -108,6 +112,27 @@ export async function openAsset(realRoot: string, rel: string): Promise<OpenedAs
     await fh.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Reads an asset whole through openAsset's checks, for the cache: the bytes and the ETag of the file they came from (re-read after the read, so a file rewritten meanwhile is not taken). */
+export function wholeAsset(realRoot: () => Promise<string>, rel: string): CacheSource {
+  return {
+    read: async () => {
+      const asset = await openAsset(await realRoot(), rel);
+      try {
+        const bytes = Buffer.allocUnsafeSlow(asset.size);
+        for (let pos = 0; pos < asset.size; ) {
+          const { bytesRead } = await asset.fh.read(bytes, pos, Math.min(8 * CHUNK_SIZE, asset.size - pos), pos);
+          if (bytesRead === 0) throw new Error(`${rel} shrank while it was read`);
+          pos += bytesRead;
+        }
+        const st = await asset.fh.stat({ bigint: true });
+        return { bytes, etag: assetEtag(st.ino, st.size, st.mtimeNs) };
+      } finally {
+        await asset.fh.close().catch(() => undefined);
+      }
+    },
+  };
 }
 
 const TYPES: readonly (readonly [RegExp, string])[] = [
@@ -226,9 +251,16 @@ export function assetsRouter(deps: AssetDeps): Router {
 
     const began = process.hrtime.bigint();
     handOff();
-    const result = await pumpFile(asset.fh, start, end, res, pool, (n) => addBytes(res, n));
+    const inMemory = deps.cache?.lookup(validators.etag, size, wholeAsset(realRoot, path)) ?? null;
+    let result;
+    if (inMemory !== null) {
+      await asset.fh.close().catch(() => undefined);
+      result = await pumpBuffer(inMemory, start, end, res, CHUNK_SIZE, (n) => addBytes(res, n));
+    } else {
+      result = await pumpFile(asset.fh, start, end, res, pool, (n) => addBytes(res, n));
+    }
     const ms = Number((process.hrtime.bigint() - began) / 1_000_000n);
-    const fields = { ip, path, status, bytes: result.bytes, length, ms, ...(mac !== null ? { mac } : {}) };
+    const fields = { ip, path, status, bytes: result.bytes, length, ms, from: inMemory !== null ? 'memory' : 'disk', ...(mac !== null ? { mac } : {}) };
     if (result.ok) log.info(fields, 'asset served');
     else if (result.aborted) log.info({ ...fields, aborted: true }, 'asset download aborted by the client');
     else log.warn({ ...fields, err: result.err }, 'asset transfer failed; connection closed');

@@ -60,17 +60,8 @@ const DEPTH = 2;
  * honest Content-Length would leave a keep-alive client waiting forever.
  */
 export async function pumpFile(fh: FileHandle, start: number, end: number, res: ServerResponse, pool: BufferPool, onBytes: (n: number) => void = () => undefined): Promise<PumpResult> {
-  let closed = res.destroyed;
-  let wakeOnClose: () => void = () => undefined;
-  const closedSignal = new Promise<void>((resolve) => {
-    wakeOnClose = resolve;
-  });
-  const onClose = (): void => {
-    closed = true;
-    wakeOnClose();
-  };
-  res.on('close', onClose);
-
+  const watch = watchClose(res);
+  const closedSignal = watch.signal;
   const buffers: Buffer[] = [];
   // Per slot: resolves once the socket no longer needs that buffer (true) or failed (false).
   const writing: (Promise<boolean> | null)[] = new Array<Promise<boolean> | null>(DEPTH).fill(null);
@@ -81,11 +72,11 @@ export async function pumpFile(fh: FileHandle, start: number, end: number, res: 
   let pos = start;
   const stop = end + 1;
   try {
-    for (let slot = 0; pos < stop && !closed; slot = (slot + 1) % DEPTH) {
+    for (let slot = 0; pos < stop && !watch.closed; slot = (slot + 1) % DEPTH) {
       const pending = writing[slot];
       if (pending) {
         const done = await Promise.race([pending, closedSignal.then(() => false)]);
-        if (!done || closed) break;
+        if (!done || watch.closed) break;
       }
       let buf = buffers[slot];
       if (buf === undefined) {
@@ -100,7 +91,7 @@ export async function pumpFile(fh: FileHandle, start: number, end: number, res: 
         if (bytesRead === 0) throw new Error(`file shrank while being served (ended at byte ${pos + got}, expected ${stop})`);
         got += bytesRead;
       }
-      if (closed) break;
+      if (watch.closed) break;
       pos += got;
       const chunk = got === buf.length ? buf : buf.subarray(0, got);
       const owned = buf;
@@ -113,20 +104,12 @@ export async function pumpFile(fh: FileHandle, start: number, end: number, res: 
       bytes += got;
       onBytes(got);
     }
-    if (!closed && pos >= stop) {
-      await new Promise<void>((resolve) => {
-        res.end(() => {
-          finished = true;
-          resolve();
-        });
-        void closedSignal.then(() => resolve());
-      });
-    }
+    if (!watch.closed && pos >= stop) finished = await endResponse(res, closedSignal);
   } catch (e) {
     err = e instanceof Error ? e : new Error(String(e));
     res.destroy(err);
   } finally {
-    res.off('close', onClose);
+    watch.dispose();
     // A buffer goes back to the pool only once its write completed: a dead socket may still hold the others.
     // (Racing against an already-resolved `false` reads a settled promise's value without waiting on a pending one.)
     const settled = await Promise.all(writing.map((w) => (w === null ? true : Promise.race([w, Promise.resolve(false)]))));
@@ -134,6 +117,75 @@ export async function pumpFile(fh: FileHandle, start: number, end: number, res: 
       if (settled[i] && reusable.has(b)) pool.give(b);
     });
     await fh.close().catch(() => undefined);
+  }
+  return { ok: finished, bytes, aborted: !finished && err === undefined, ...(err ? { err } : {}) };
+}
+
+interface CloseWatch {
+  /** The connection closed (client gone, or destroyed). */
+  readonly closed: boolean;
+  /** Resolves when it closes. */
+  readonly signal: Promise<void>;
+  dispose(): void;
+}
+
+function watchClose(res: ServerResponse): CloseWatch {
+  let wake: () => void = () => undefined;
+  const signal = new Promise<void>((resolve) => {
+    wake = resolve;
+  });
+  const watch = {
+    closed: res.destroyed,
+    signal,
+    dispose: () => res.off('close', onClose),
+  };
+  const onClose = (): void => {
+    watch.closed = true;
+    wake();
+  };
+  res.on('close', onClose);
+  return watch;
+}
+
+/** Ends the response; true once the last byte was handed to the socket, false if the connection closed first. */
+function endResponse(res: ServerResponse, closed: Promise<void>): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    res.end(() => resolve(true));
+    void closed.then(() => resolve(false));
+  });
+}
+
+/**
+ * pumpFile for a file already in memory (./asset-cache.ts): sends bytes
+ * start..end (inclusive) of `buf` as slices of `chunk` bytes (views, not
+ * copies), waiting for the socket to drain whenever it asks to, then ends
+ * the response. Same contract and result as pumpFile.
+ */
+export async function pumpBuffer(buf: Buffer, start: number, end: number, res: ServerResponse, chunk: number, onBytes: (n: number) => void = () => undefined): Promise<PumpResult> {
+  const watch = watchClose(res);
+  let bytes = 0;
+  let finished = false;
+  let err: Error | undefined;
+  try {
+    for (let pos = start; pos <= end && !watch.closed; ) {
+      const n = Math.min(chunk, end + 1 - pos);
+      const more = res.write(buf.subarray(pos, pos + n));
+      pos += n;
+      bytes += n;
+      onBytes(n);
+      if (!more && !watch.closed) {
+        await new Promise<void>((resolve) => {
+          res.once('drain', resolve);
+          void watch.signal.then(resolve);
+        });
+      }
+      if (pos > end && !watch.closed) finished = await endResponse(res, watch.signal);
+    }
+  } catch (e) {
+    err = e instanceof Error ? e : new Error(String(e));
+    res.destroy(err);
+  } finally {
+    watch.dispose();
   }
   return { ok: finished, bytes, aborted: !finished && err === undefined, ...(err ? { err } : {}) };
 }

@@ -50,7 +50,7 @@ export interface Reply {
   text: string;
 }
 
-export async function startFixture(t: TestLike, extra: Partial<Pick<HttpDeps, 'secretGate' | 'macOfIp' | 'routers'>> = {}): Promise<Fixture> {
+export async function startFixture(t: TestLike, extra: Partial<Pick<HttpDeps, 'secretGate' | 'macOfIp' | 'routers' | 'assetCache'>> = {}): Promise<Fixture> {
   const dir = mkdtempSync(join(tmpdir(), 'swarmboot-http-'));
   const stateDir = join(dir, 'state');
   const assetsDir = join(dir, 'assets');

@@ -1,12 +1,14 @@
 import t from 'tap';
 import http from 'node:http';
-import { mkdirSync, writeFileSync, symlinkSync, truncateSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { mkdirSync, writeFileSync, symlinkSync, truncateSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { startFixture, type Fixture } from '../../helpers/http-fixture.js';
 import { requireMac } from '../../../server/mac.js';
 import { assetContentType, assetEtag, assetStep } from '../../../server/http/assets.js';
+import { AssetCache } from '../../../server/http/asset-cache.js';
+import { silentLogger } from '../../../server/log.js';
 
 const REL = 'flatcar/stable/current/amd64';
 const KERNEL = `${REL}/flatcar_production_pxe.vmlinuz`;
@@ -244,4 +246,30 @@ t.test('a client aborting mid-download does not leak the file descriptor', async
   t.equal(fdsOn(big), 0, 'no descriptor left open on the file');
   t.ok(fdCount() <= baseline, `descriptor count back to baseline (${fdCount()} <= ${baseline})`);
   t.equal(aborted(), 5, 'each abort logged');
+});
+
+t.test('asset cache: a repeated file comes from memory, byte-exact, ranges too; a replaced file is never served stale', async (t) => {
+  const cache = new AssetCache({ budgetBytes: 64 * 1024 * 1024, log: silentLogger() });
+  const f = await startFixture(t, { assetCache: cache });
+  const { kernel } = populate(f);
+  const first = await f.request(`/assets/${KERNEL}`);
+  t.ok(first.body.equals(kernel), 'first: from disk');
+  for (let i = 0; i < 100 && cache.stats().bytes === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(cache.stats().bytes, kernel.length, 'loaded in the background');
+  const second = await f.request(`/assets/${KERNEL}`);
+  t.ok(second.body.equals(kernel), 'second: same bytes');
+  t.equal(second.headers.etag, first.headers.etag);
+  const part = await f.request(`/assets/${KERNEL}`, { headers: { range: 'bytes=1000000-2000000' } });
+  t.equal(part.status, 206);
+  t.ok(part.body.equals(kernel.subarray(1_000_000, 2_000_001)), 'a range from memory');
+  t.equal(cache.stats().hits, 2);
+  t.match(f.logs.filter((l) => l.msg === 'asset served').map((l) => l['from']), ['disk', 'memory', 'memory']);
+
+  // The asset fetcher replaces files by rename: a new inode, so a new ETag and a new cache key.
+  const fresh = randomBytes(kernel.length);
+  writeFileSync(join(f.assetsDir, `${KERNEL}.new`), fresh);
+  renameSync(join(f.assetsDir, `${KERNEL}.new`), join(f.assetsDir, KERNEL));
+  const after = await f.request(`/assets/${KERNEL}`);
+  t.ok(after.body.equals(fresh), 'the new file, not the cached old one');
+  t.not(after.headers.etag, first.headers.etag);
 });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { BufferPool, pumpFile, type PumpResult } from '../../../server/http/pump.js';
+import { BufferPool, pumpBuffer, pumpFile, type PumpResult } from '../../../server/http/pump.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'swarmboot-pump-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -101,4 +101,45 @@ t.test('a client going away mid-transfer: reported as aborted, handle closed', a
   t.ok(result.bytes < 64 * 1024 * 1024);
   t.equal(fh.fd, -1);
   t.ok(pool.idle <= 2);
+});
+
+/** A bare http server that sends bytes start..end of `buf` with pumpBuffer. */
+async function serveBuffer(t: Pick<typeof import('tap').default, 'teardown'>, buf: Buffer, start: number, end: number, chunk: number): Promise<{ port: number; results: Promise<PumpResult>[] }> {
+  const results: Promise<PumpResult>[] = [];
+  const server = http.createServer((_req, res) => {
+    res.setHeader('Content-Length', end - start + 1);
+    results.push(pumpBuffer(buf, start, end, res, chunk));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  return { port: (server.address() as AddressInfo).port, results };
+}
+
+t.test('pumpBuffer: exactly the range, in slices; a client going away is reported as aborted', async (t) => {
+  const data = randomBytes(1000);
+  for (const [start, end] of [
+    [0, 999],
+    [3, 3],
+    [13, 500],
+  ] as const) {
+    const s = await serveBuffer(t, data, start, end, 7);
+    const got = await fetchAll(s.port);
+    t.ok(got.body.equals(data.subarray(start, end + 1)), `bytes ${start}-${end}`);
+    t.same(await s.results[0], { ok: true, bytes: end - start + 1, aborted: false });
+  }
+  const big = Buffer.alloc(64 * 1024 * 1024);
+  const s = await serveBuffer(t, big, 0, big.length - 1, 1024 * 1024);
+  await new Promise<void>((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port: s.port, path: '/', agent: false }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', () => undefined);
+  });
+  const result = await (s.results[0] as Promise<PumpResult>);
+  t.equal(result.ok, false);
+  t.equal(result.aborted, true);
+  t.ok(result.bytes < big.length);
 });
