@@ -8,6 +8,7 @@ import type { Socket } from 'node:dgram';
 import { udpSocket } from './udp.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ServerConfig } from './config/server-config.js';
 import type { Logger } from './log.js';
 import { parseMac, type Mac } from './mac.js';
@@ -86,6 +87,24 @@ export async function startSwarmboot(cfg: ServerConfig, log: Logger): Promise<Ru
     }
 
     const metrics = new Metrics();
+    // How long work waited for the event loop since the last scrape: every DHCP reply, TFTP block and
+    // HTTP chunk of this one process queues behind whatever else runs, so this is the latency floor.
+    const LOOP_RESOLUTION_MS = 10;
+    const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+    loopDelay.enable();
+    started.push({ close: () => void loopDelay.disable() });
+    const loopGauge = metrics.gauge('swarmboot_event_loop_delay_seconds', 'Event-loop delay since the previous scrape, by quantile (max = the longest stall).');
+    metrics.onCollect(() => {
+      for (const [q, v] of [
+        ['0.5', loopDelay.percentile(50)],
+        ['0.99', loopDelay.percentile(99)],
+        ['max', loopDelay.max],
+      ] as const) {
+        // The histogram holds the sampling timer's whole interval; the delay is what exceeds it.
+        loopGauge.set(Number.isFinite(v) ? Math.max(0, v / 1e6 - LOOP_RESOLUTION_MS) / 1000 : 0, { quantile: q });
+      }
+      loopDelay.reset();
+    });
     const profiles = new ProfileStore(cfg.profilesDir, log);
     profiles.open();
     profiles.watch();

@@ -1,7 +1,7 @@
 /**
  * Starts each server under test inside the server namespace, by hand, with
  * its own config in a scratch directory: swarmboot (`swarmboot serve`
- * through tsx, as `npm start` runs it minus the build), Kea, dnsmasq,
+ * from dist/, which bench/run.ts builds first, as `npm start` runs it), Kea, dnsmasq,
  * tftpd-hpa and nginx from the Debian packages bench/setup.sh unpacked.
  * Every server is told to log warnings only, so no one pays for a log line
  * per request. Each Running server can report its CPU time and peak RSS
@@ -113,11 +113,11 @@ export async function startSwarmboot(ns: Netns, o: SwarmbootOptions): Promise<Ru
   const cfgFile = join(o.dir, 'swarmboot.yaml');
   // BENCH_SWARMBOOT_CONFIG: YAML appended to every swarmboot config (A/B of a setting; top-level keys must not repeat the benchmark's own).
   writeFileSync(cfgFile, (o.config ?? '') + (process.env.BENCH_SWARMBOOT_CONFIG ? `${process.env.BENCH_SWARMBOOT_CONFIG}\n` : ''));
-  const args = ['--import', 'tsx'];
+  const args: string[] = [];
   // BENCH_NODE_ARGS: extra node flags for swarmboot (--trace-gc, --max-semi-space-size=..., ...).
   if (process.env.BENCH_NODE_ARGS) args.push(...process.env.BENCH_NODE_ARGS.split(/\s+/).filter(Boolean));
   if (o.cpuProfDir !== undefined) args.push('--cpu-prof', '--cpu-prof-dir', o.cpuProfDir);
-  args.push(join(REPO, 'server/main.ts'), 'serve', '--config', cfgFile, '--interface', 'eth0', '--address', NET.server, '--dhcp', o.dhcp);
+  args.push(join(REPO, 'dist/server/main.js'), 'serve', '--config', cfgFile, '--interface', 'eth0', '--address', NET.server, '--dhcp', o.dhcp);
   if (o.pool) args.push('--pool', `${o.pool.start}-${o.pool.end}`);
   args.push('--http-port', String(o.httpPort ?? HTTP_PORT), '--tftp-port', String(o.tftpPort ?? 69));
   args.push('--profiles', join(o.dir, 'profiles'), '--assets', join(o.dir, 'assets'), '--state', join(o.dir, 'state'), '--log-level', 'warn');

@@ -48,6 +48,9 @@ if (skip !== null) {
     t.ok(readFileSync(join(dir, 'assets', 'undionly.kpxe')).length > 0, 'assets/undionly.kpxe installed');
     const tftp = await peer.exec('curl', ['-sS', '-m', '10', '-o', '/dev/null', '-w', '%{size_download}', 'tftp://10.78.0.1/undionly.kpxe'], { timeoutMs: 15_000 });
     t.equal(Number(tftp.stdout), readFileSync(join(dir, 'assets', 'undionly.kpxe')).length, 'TFTP on port 69 serves it');
+    const metrics = (await get('/metrics')).stdout;
+    t.match(metrics, /^swarmboot_event_loop_delay_seconds\{quantile="max"\} [0-9.e-]+$/m, 'event-loop delay on /metrics');
+    t.match(metrics, /^swarmboot_asset_cache_bytes 0$/m, 'asset cache gauge on /metrics (nothing cached yet)');
     const missing = proc.output.split('\n').find((l) => l.includes('Flatcar stable/current/amd64 is missing')) ?? '';
     t.match(missing, /"fix":"swarmboot assets fetch --channel stable --version current --arch amd64"/, 'says what is missing and the fix');
   });
