@@ -26,6 +26,8 @@ export interface PerfdhcpResult {
   rate: number;
   /** Datagrams the server namespace's kernel dropped for a full socket receive buffer (Udp RcvbufErrors) during the trial. */
   rcvbufErrors?: number;
+  /** The same in the client namespace: replies perfdhcp's own socket had no room for (counted by perfdhcp as drops). */
+  clientRcvbufErrors?: number;
   /** swarmboot only: its swarmboot_dhcp_ignored_total samples after the trial. */
   ignored?: string;
   /** Dropped DISCOVER+REQUEST / sent, percent. */
@@ -66,9 +68,9 @@ function perfdhcpArgs(rate: number, period = PERIOD_S): string[] {
 
 export const COMMAND = 'npm run bench -- dhcp';
 
-/** Udp RcvbufErrors of the server namespace (its own counters). */
-async function rcvbufErrors(ctx: BenchContext): Promise<number> {
-  const r = await ctx.lab.srv.exec('cat', ['/proc/net/snmp'], { timeoutMs: 5000 });
+/** Udp RcvbufErrors of a namespace (each has its own counters): the server's by default. */
+async function rcvbufErrors(ctx: BenchContext, ns = ctx.lab.srv): Promise<number> {
+  const r = await ns.exec('cat', ['/proc/net/snmp'], { timeoutMs: 5000 });
   const lines = r.stdout.split('\n').filter((l) => l.startsWith('Udp:'));
   const names = (lines[0] ?? '').split(/\s+/);
   const values = (lines[1] ?? '').split(/\s+/);
@@ -91,15 +93,16 @@ async function trial(ctx: BenchContext, server: ServerName, rate: number): Promi
   try {
     const period = ctx.quick ? 2 : PERIOD_S;
     const rcvbuf0 = await rcvbufErrors(ctx);
+    const clientRcvbuf0 = await rcvbufErrors(ctx, ctx.lab.cli);
     const r = await ctx.lab.cli.exec('perfdhcp', perfdhcpArgs(rate, period), { timeoutMs: (period + 30) * 1000 });
-    const res = { ...parsePerfdhcp(r.stdout, rate, period), rcvbufErrors: (await rcvbufErrors(ctx)) - rcvbuf0 };
+    const res = { ...parsePerfdhcp(r.stdout, rate, period), rcvbufErrors: (await rcvbufErrors(ctx)) - rcvbuf0, clientRcvbufErrors: (await rcvbufErrors(ctx, ctx.lab.cli)) - clientRcvbuf0 };
     const cpu = s.usage().cpuSeconds;
     if (server === 'swarmboot' || server === 'swarmboot-write') {
       // The server's own account of requests it answered nothing to, by reason (overload, lease conflicts, ...).
       const m = await ctx.lab.srv.exec('curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${HTTP_PORT}/metrics`], { timeoutMs: 10_000 });
       res.ignored = m.stdout.split('\n').filter((l) => l.startsWith('swarmboot_dhcp_ignored_total')).map((l) => l.replace('swarmboot_dhcp_ignored_total', '')).join(' ');
     }
-    ctx.log(`dhcp ${server.padEnd(9)} -r ${String(rate).padStart(5)}: ${fmt(res.rate)} ex/s, drops ${res.dropPct.toFixed(3)}%, ${res.latencyMs.toFixed(2)} ms, server cpu ${cpu.toFixed(1)} s, kernel rcvbuf drops ${res.rcvbufErrors}${res.ignored ? `, server ignored ${res.ignored}` : ''}${res.ok ? '' : '  (not held)'}`);
+    ctx.log(`dhcp ${server.padEnd(15)} -r ${String(rate).padStart(5)}: ${fmt(res.rate)} ex/s, drops ${res.dropPct.toFixed(3)}%, ${res.latencyMs.toFixed(2)} ms, server cpu ${cpu.toFixed(1)} s, rcvbuf drops server ${res.rcvbufErrors} client ${res.clientRcvbufErrors}${res.ignored ? `, server ignored ${res.ignored}` : ''}${res.ok ? '' : '  (not held)'}`);
     return res;
   } finally {
     await s.stop();
@@ -119,7 +122,7 @@ export async function runDhcp(ctx: BenchContext): Promise<Section> {
   const alive = new Set<ServerName>(servers);
   const passes = new Map<ServerName, Map<number, PerfdhcpResult[]>>(servers.map((s) => [s, new Map()]));
   const lastHeld = new Map<ServerName, number>();
-  const log: string[] = ['| server | asked rate | median achieved | median drops % | median latency ms | kernel rcvbuf drops (median) | trials |', '| --- | --- | --- | --- | --- | --- | --- |'];
+  const log: string[] = ['| server | asked rate | median achieved | median drops % | median latency ms | rcvbuf drops, server ns (median) | rcvbuf drops, perfdhcp ns (median) | trials |', '| --- | --- | --- | --- | --- | --- | --- | --- |'];
   const record = (s: ServerName, rate: number, r: PerfdhcpResult) => {
     const m = passes.get(s)!;
     m.set(rate, [...(m.get(rate) ?? []), r]);
@@ -152,7 +155,7 @@ export async function runDhcp(ctx: BenchContext): Promise<Section> {
   const held = new Map<ServerName, Held>();
   for (const s of servers) {
     for (const [rate, rs] of passes.get(s)!) {
-      log.push(`| ${s} | ${rate} | ${fmt(median(rs.map((r) => r.rate)))} | ${median(rs.map((r) => r.dropPct)).toFixed(3)} | ${median(rs.map((r) => r.latencyMs)).toFixed(2)} | ${fmt(median(rs.map((r) => r.rcvbufErrors ?? NaN)))} | ${rs.length} |`);
+      log.push(`| ${s} | ${rate} | ${fmt(median(rs.map((r) => r.rate)))} | ${median(rs.map((r) => r.dropPct)).toFixed(3)} | ${median(rs.map((r) => r.latencyMs)).toFixed(2)} | ${fmt(median(rs.map((r) => r.rcvbufErrors ?? NaN)))} | ${fmt(median(rs.map((r) => r.clientRcvbufErrors ?? NaN)))} | ${rs.length} |`);
     }
     const rate = lastHeld.get(s);
     const rs = rate === undefined ? [] : passes.get(s)!.get(rate)!.filter((r) => r.ok);
@@ -205,6 +208,7 @@ export async function runDhcp(ctx: BenchContext): Promise<Section> {
   const details = [
     `perfdhcp ${perfdhcpArgs(0).join(' ').replace('-r 0', '-r RATE')}, rates ${rates.join(', ')}; every trial on a fresh server with empty lease state.`,
     "swarmboot runs twice: as shipped (dhcp.lease_sync: fsync, every lease fdatasync'd before its ACK, ACKs of one 5 ms interval sharing an fdatasync) and as swarmboot-write (dhcp.lease_sync: write, leases written to the kernel before the ACK but not fdatasync'd, which is what Kea's memfile with persist: true does).",
+    "perfdhcp counts a reply as dropped when it does not read it; the last two columns say where the kernel discarded datagrams for a full socket buffer: the server's socket, or perfdhcp's own (default 208 KiB, about 90 replies: a burst of replies, or perfdhcp's receiving thread waiting for a CPU, overflows it).",
     'dnsmasq runs with --no-ping: by default it pings every new address before offering it, which holds each first offer back for seconds and makes it drop nearly all of a perfdhcp run; swarmboot and Kea do no such check.',
     '',
     ...log,
