@@ -117,7 +117,7 @@ interface Held {
 }
 
 export async function runDhcp(ctx: BenchContext): Promise<Section> {
-  const rates = (process.env.BENCH_DHCP_RATES ?? (ctx.quick ? '500,2000' : '100,250,500,1000,2000,3000,4000,5000,6000,8000,10000,12000,15000,20000')).split(',').map(Number);
+  const rates = (process.env.BENCH_DHCP_RATES ?? (ctx.quick ? '500,2000' : '100,250,500,1000,2000,3000,4000,5000,6000,7000,8000,9000,10000,12000,15000,20000')).split(',').map(Number);
   const servers: ServerName[] = ['swarmboot', 'swarmboot-write', 'kea', 'dnsmasq'];
   const alive = new Set<ServerName>(servers);
   const passes = new Map<ServerName, Map<number, PerfdhcpResult[]>>(servers.map((s) => [s, new Map()]));
