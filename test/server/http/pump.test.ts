@@ -45,6 +45,19 @@ function fetchAll(port: number): Promise<{ body: Buffer; error: string | null }>
   });
 }
 
+/** Reads the first chunk of the response, then drops the connection, as a client that gives up does. */
+function hangUpAfterFirstChunk(port: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', () => undefined);
+  });
+}
+
 t.test('copies exactly the range, across many small chunks, and returns its buffers', async (t) => {
   const data = randomBytes(1000);
   const file = join(dir, 'data.bin');
@@ -86,15 +99,7 @@ t.test('a client going away mid-transfer: reported as aborted, handle closed', a
   truncateSync(file, 64 * 1024 * 1024);
   const pool = new BufferPool(1024 * 1024, 4);
   const s = await serve(t, file, 0, 64 * 1024 * 1024 - 1, pool);
-  await new Promise<void>((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port: s.port, path: '/', agent: false }, (res) => {
-      res.once('data', () => {
-        req.destroy();
-        resolve();
-      });
-    });
-    req.on('error', () => undefined);
-  });
+  await hangUpAfterFirstChunk(s.port);
   const { result, fh } = await (s.results[0] as Served['results'][number]);
   t.equal(result.ok, false);
   t.equal(result.aborted, true);
@@ -129,15 +134,7 @@ t.test('pumpBuffer: exactly the range, in slices; a client going away is reporte
   }
   const big = Buffer.alloc(64 * 1024 * 1024);
   const s = await serveBuffer(t, big, 0, big.length - 1, 1024 * 1024);
-  await new Promise<void>((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port: s.port, path: '/', agent: false }, (res) => {
-      res.once('data', () => {
-        req.destroy();
-        resolve();
-      });
-    });
-    req.on('error', () => undefined);
-  });
+  await hangUpAfterFirstChunk(s.port);
   const result = await (s.results[0] as Promise<PumpResult>);
   t.equal(result.ok, false);
   t.equal(result.aborted, true);
