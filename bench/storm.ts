@@ -18,7 +18,7 @@
 import { join } from 'node:path';
 import { NET, ownAddresses } from './lib/lab.js';
 import { scratch, cpuProfDir, writeProfiles, benchMac, type BenchContext, type Section, type MachineEntry } from './lib/context.js';
-import { startSwarmboot, startNginx, REPO, type Running, type Usage } from './lib/servers.js';
+import { startSwarmboot, startNginx, REPO, HTTP_PORT, type Running, type Usage } from './lib/servers.js';
 import { payload, place, MiB } from './lib/files.js';
 import { percentile, fmt, type Row } from './lib/report.js';
 import type { StormPlan, StormOutcome, Step, BootPath } from './storm-client.js';
@@ -64,6 +64,15 @@ interface StormRun {
   bandwidth: number;
   usage: Usage;
   cpuSeconds: number;
+  /** swarmboot's own event-loop delay over the storm (its /metrics gauge), ms. */
+  loopDelayMs: { p50: number; p99: number; max: number };
+}
+
+/** Scrapes swarmboot's event-loop delay gauges (each scrape covers the time since the previous one), in ms. */
+async function loopDelay(ctx: BenchContext): Promise<{ p50: number; p99: number; max: number }> {
+  const r = await ctx.lab.srv.exec('curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${HTTP_PORT}/metrics`], { timeoutMs: 10_000 });
+  const q = (name: string) => 1000 * Number(new RegExp(`^swarmboot_event_loop_delay_seconds\\{quantile="${name.replace('.', '\\.')}"\\} (\\S+)$`, 'm').exec(r.stdout)?.[1] ?? NaN);
+  return { p50: q('0.5'), p99: q('0.99'), max: q('max') };
 }
 
 async function storm(ctx: BenchContext, path: BootPath, blades: number, kernelMiB: number, initrdMiB: number): Promise<StormRun> {
@@ -91,16 +100,19 @@ async function storm(ctx: BenchContext, path: BootPath, blades: number, kernelMi
     const probeUrl = `http://${NET.server}:${NGINX_PORT}/assets/${DIR}/flatcar_production_pxe.vmlinuz`;
     const probedBefore = await probeBandwidth(ctx, probeUrl, 32);
     const before = sb.usage();
+    await loopDelay(ctx); // starts the server's delay window here
     ctx.log(`storm ${path}: ${blades} blades, kernel ${kernelMiB} MiB, initrd ${initrdMiB} MiB, starting within 1 s`);
     const outcome = await runClient(ctx, { mode: 'storm', blades: machines.map((m) => ({ mac: m.mac, path })), spreadMs: 1000, blksize: 1468, timeoutMs: envNum('BENCH_STORM_TIMEOUT_S', 900) * 1000 });
     const usage = sb.usage();
+    const loopDelayMs = await loopDelay(ctx);
     // Probed before and after the storm and averaged: on a shared machine one probe can land in a quiet or a busy moment.
     const bandwidth = (probedBefore + (await probeBandwidth(ctx, probeUrl, 32))) / 2;
     const boundS = outcome.bytes / bandwidth;
     const failed = outcome.blades.filter((b) => !b.ok);
     ctx.log(`storm ${path}: client loop delay p99 ${fmt(outcome.clientLoopDelayMs.p99)} ms, max ${fmt(outcome.clientLoopDelayMs.max)} ms`);
     ctx.log(`storm ${path}: ${(outcome.wallMs / 1000).toFixed(1)} s for ${fmt(outcome.bytes / MiB)} MiB (bound ${boundS.toFixed(1)} s), ${failed.length} failed${failed.length > 0 ? `: ${failed[0]?.failedStep}: ${failed[0]?.error}` : ''}; server cpu ${(usage.cpuSeconds - before.cpuSeconds).toFixed(1)} s, peak RSS ${fmt(usage.peakRssMiB)} MiB`);
-    return { path, blades, kernelMiB, initrdMiB, outcome, boundS, bandwidth, usage, cpuSeconds: usage.cpuSeconds - before.cpuSeconds };
+    ctx.log(`storm ${path}: swarmboot event-loop delay p50/p99/max ${fmt(loopDelayMs.p50)}/${fmt(loopDelayMs.p99)}/${fmt(loopDelayMs.max)} ms`);
+    return { path, blades, kernelMiB, initrdMiB, outcome, boundS, bandwidth, usage, cpuSeconds: usage.cpuSeconds - before.cpuSeconds, loopDelayMs };
   } finally {
     for (const s of servers.reverse()) await s.stop();
     if (process.env.BENCH_DEBUG) ctx.log(`swarmboot output:\n${servers[0]?.proc.output.slice(-6000) ?? ''}`);
@@ -144,7 +156,7 @@ export async function runStorm(ctx: BenchContext): Promise<Section> {
     for (const f of fails) byError.set(`${f.failedStep}: ${f.error}`, (byError.get(`${f.failedStep}: ${f.error}`) ?? 0) + 1);
     details.push(
       `**${label}**: ${run.blades} blades, kernel ${fmt(run.kernelMiB)} MiB, initrd ${fmt(run.initrdMiB)} MiB; ${fmt(run.outcome.bytes / MiB)} MiB moved in ${wallS.toFixed(1)} s; bandwidth probes (before and after) averaged ${fmt(run.bandwidth / MiB)} MiB/s, so the bound is ${run.boundS.toFixed(1)} s (ratio ${(wallS / run.boundS).toFixed(2)}x). ` +
-        `Server: ${run.cpuSeconds.toFixed(1)} CPU s, peak RSS ${fmt(run.usage.peakRssMiB)} MiB. Storm client's own event-loop delay p50/p99/max ${fmt(run.outcome.clientLoopDelayMs.p50)}/${fmt(run.outcome.clientLoopDelayMs.p99)}/${fmt(run.outcome.clientLoopDelayMs.max)} ms (step times include it). DHCP retransmissions: ${run.outcome.blades.reduce((a, b) => a + Math.max(0, b.dhcpTries - 2 * (run.path === 'ipxe' ? 2 : 1)), 0)}; TFTP client retransmissions: ${run.outcome.blades.reduce((a, b) => a + b.tftpRetransmits, 0)}.`,
+        `Server: ${run.cpuSeconds.toFixed(1)} CPU s, peak RSS ${fmt(run.usage.peakRssMiB)} MiB. swarmboot's event-loop delay p50/p99/max ${fmt(run.loopDelayMs.p50)}/${fmt(run.loopDelayMs.p99)}/${fmt(run.loopDelayMs.max)} ms. Storm client's own event-loop delay p50/p99/max ${fmt(run.outcome.clientLoopDelayMs.p50)}/${fmt(run.outcome.clientLoopDelayMs.p99)}/${fmt(run.outcome.clientLoopDelayMs.max)} ms (step times include it). DHCP retransmissions: ${run.outcome.blades.reduce((a, b) => a + Math.max(0, b.dhcpTries - 2 * (run.path === 'ipxe' ? 2 : 1)), 0)}; TFTP client retransmissions: ${run.outcome.blades.reduce((a, b) => a + b.tftpRetransmits, 0)}.`,
       '',
       ...stepTable(run),
       '',

@@ -25,7 +25,7 @@ import { checkAssetPath } from './asset-path.js';
 import { evaluatePreconditions, ifRangeAllows, parseRange, type RangeVerdict, type Validators } from './conditional.js';
 import { MethodNotAllowedError, NotFoundError, PreconditionFailedError, RangeNotSatisfiableError } from './errors.js';
 import { addBytes, remoteIp, setRoute } from './request.js';
-import { BufferPool, pumpBuffer, pumpFile } from './pump.js';
+import { BufferPool, TurnBudget, pumpBuffer, pumpFile } from './pump.js';
 import type { AssetCache, CacheSource } from './asset-cache.js';
 
 /**
@@ -34,6 +34,8 @@ import type { AssetCache, CacheSource } from './asset-cache.js';
  * 4 MiB was no faster with 8 parallel transfers.
  */
 export const CHUNK_SIZE = 1024 * 1024;
+/** What all asset transfers together hand to their sockets per event-loop turn (see TurnBudget in pump.ts): a few ms of copying, then the loop polls again. */
+const BYTES_PER_TURN = 8 * CHUNK_SIZE;
 /** Idle buffers kept for the next transfers (two per running transfer are in use). */
 const POOL_IDLE = 32;
 
@@ -176,6 +178,7 @@ export function assetsRouter(deps: AssetDeps): Router {
   const router = express.Router();
   const realRoot = rootResolver(deps.assetsDir);
   const pool = new BufferPool(CHUNK_SIZE, POOL_IDLE);
+  const budget = new TurnBudget(BYTES_PER_TURN);
   const log = deps.log.child({ route: 'assets' });
 
   router.use(async (req: Request, res: Response) => {
@@ -255,9 +258,9 @@ export function assetsRouter(deps: AssetDeps): Router {
     let result;
     if (inMemory !== null) {
       await asset.fh.close().catch(() => undefined);
-      result = await pumpBuffer(inMemory, start, end, res, CHUNK_SIZE, (n) => addBytes(res, n));
+      result = await pumpBuffer(inMemory, start, end, res, CHUNK_SIZE, (n) => addBytes(res, n), budget);
     } else {
-      result = await pumpFile(asset.fh, start, end, res, pool, (n) => addBytes(res, n));
+      result = await pumpFile(asset.fh, start, end, res, pool, (n) => addBytes(res, n), budget);
     }
     const ms = Number((process.hrtime.bigint() - began) / 1_000_000n);
     const fields = { ip, path, status, bytes: result.bytes, length, ms, from: inMemory !== null ? 'memory' : 'disk', ...(mac !== null ? { mac } : {}) };

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { BufferPool, pumpBuffer, pumpFile, type PumpResult } from '../../../server/http/pump.js';
+import { BufferPool, TurnBudget, pumpBuffer, pumpFile, type PumpResult } from '../../../server/http/pump.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'swarmboot-pump-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -139,4 +139,39 @@ t.test('pumpBuffer: exactly the range, in slices; a client going away is reporte
   t.equal(result.ok, false);
   t.equal(result.aborted, true);
   t.ok(result.bytes < big.length);
+});
+
+t.test('TurnBudget: a turn hands out its bytes in order, the rest wait for the next turns', async (t) => {
+  const budget = new TurnBudget(10);
+  t.equal(budget.take(6), null, 'fits');
+  t.equal(budget.take(4), null, 'fits exactly');
+  const order: string[] = [];
+  const a = budget.take(5);
+  const b = budget.take(1);
+  t.not(a, null, 'over the budget: waits');
+  t.not(b, null, 'queued behind a, though 1 byte would fit: first come first served');
+  void a?.then(() => order.push('a'));
+  void b?.then(() => order.push('b'));
+  const big = budget.take(50);
+  void big?.then(() => order.push('big'));
+  await new Promise((r) => setImmediate(r));
+  t.same(order, ['a', 'b'], 'next turn: a and b (6 bytes) granted, big does not fit after them');
+  await new Promise((r) => setImmediate(r));
+  t.same(order, ['a', 'b', 'big'], 'the turn after: a chunk larger than the budget goes alone');
+});
+
+t.test('pumps sharing a budget all finish, byte-exact', async (t) => {
+  const data = randomBytes(200_000);
+  const budget = new TurnBudget(20_000);
+  const results: Promise<PumpResult>[] = [];
+  const server = http.createServer((_req, res) => {
+    res.setHeader('Content-Length', data.length);
+    results.push(pumpBuffer(data, 0, data.length - 1, res, 8192, undefined, budget));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const port = (server.address() as AddressInfo).port;
+  const got = await Promise.all([...Array(5).keys()].map(() => fetchAll(port)));
+  for (const g of got) t.ok(g.body.equals(data));
+  for (const r of await Promise.all(results)) t.same(r, { ok: true, bytes: data.length, aborted: false });
 });
