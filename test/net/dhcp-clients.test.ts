@@ -8,11 +8,10 @@
  * Needs root, iproute2, udhcpc, dhclient, curl; skips with the reason otherwise.
  */
 import t from 'tap';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLab, missingTools, netnsUnavailable, waitFor, type Lab, type Netns, type Switch } from '../helpers/netns.js';
-import { parseUdhcpc, startServe, UDHCPC_SCRIPT, writeProfiles, type Served } from './fixtures/swarmboot.js';
+import { missingTools, netnsUnavailable, waitFor, type Lab, type Netns, type Switch } from '../helpers/netns.js';
+import { netTestDir, serverLab, parseUdhcpc, startServe, type Served } from './fixtures/swarmboot.js';
 
 type Test = Pick<typeof t, 'equal' | 'match'>;
 
@@ -36,9 +35,7 @@ if (skip !== null) {
 } else {
   t.setTimeout(240_000);
   t.test('real clients against swarmboot serve --dhcp full', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'swarmboot-net-clients-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeProfiles(join(dir, 'profiles'), [
+    const { dir, script } = netTestDir(t, 'clients', [
       { mac: macs.bios, hostname: 'bios1' },
       { mac: macs.efi, hostname: 'efi1' },
       { mac: macs.ipxe, hostname: 'ipxe1' },
@@ -47,16 +44,7 @@ if (skip !== null) {
       { mac: macs.plain, hostname: 'plain1' },
       { mac: macs.reserved, hostname: 'fixed1', ip: '10.77.0.50' },
     ]);
-    const script = join(dir, 'udhcpc.sh');
-    writeFileSync(script, UDHCPC_SCRIPT);
-    chmodSync(script, 0o755);
-
-    const lab = await createLab(t);
-    const sw = await lab.switch();
-    const srv = await lab.namespace('server');
-    await sw.plug(srv, { address: `${SERVER_IP}/24` });
-    // serve binds 0.0.0.0:67, and a wildcard socket sends 255.255.255.255 by the routing table: give it a route.
-    await srv.ip('route', 'add', 'default', 'dev', 'eth0');
+    const { lab, sw, srv } = await serverLab(t, `${SERVER_IP}/24`, { defaultRoute: true });
     const served = await startServe(srv, { ifname: 'eth0', mode: 'full', pool: POOL, dir });
     t.teardown(() => served.proc.kill());
 

@@ -10,11 +10,9 @@
  * 100000 packets, seed 1).
  */
 import t from 'tap';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLab, missingTools, netnsUnavailable } from '../helpers/netns.js';
-import { parseUdhcpc, REPO, startServe, UDHCPC_SCRIPT, writeProfiles } from './fixtures/swarmboot.js';
+import { missingTools, netnsUnavailable } from '../helpers/netns.js';
+import { netTestDir, serverLab, parseUdhcpc, REPO, startServe } from './fixtures/swarmboot.js';
 
 const SERVER_IP = '10.80.0.1';
 const COUNT = Number(process.env.SWARMBOOT_FUZZ_COUNT ?? 100_000);
@@ -29,22 +27,12 @@ if (skip !== null) {
 } else {
   t.setTimeout(420_000);
   t.test(`${COUNT} mutated packets, then a real client`, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'swarmboot-net-fuzz-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeProfiles(join(dir, 'profiles'), [
+    const { dir, script } = netTestDir(t, 'fuzz', [
       ...known.map((mac, i) => ({ mac, hostname: `known${i + 1}` })),
       { mac: CLIENT_MAC, hostname: 'after' },
       { mac: '52:54:00:80:00:20', hostname: 'fixed', ip: '10.80.0.50' },
     ]);
-    const script = join(dir, 'udhcpc.sh');
-    writeFileSync(script, UDHCPC_SCRIPT);
-    chmodSync(script, 0o755);
-
-    const lab = await createLab(t);
-    const sw = await lab.switch();
-    const srv = await lab.namespace('server');
-    await sw.plug(srv, { address: `${SERVER_IP}/16` });
-    await srv.ip('route', 'add', 'default', 'dev', 'eth0');
+    const { lab, sw, srv } = await serverLab(t, `${SERVER_IP}/16`, { defaultRoute: true });
     const fuzz = await lab.namespace('fuzzer');
     await sw.plug(fuzz, { address: '10.80.255.250/16' });
     await fuzz.ip('route', 'add', 'default', 'dev', 'eth0');

@@ -26,13 +26,13 @@
  * SWARMBOOT_PERF_CLIENTS (default 5000).
  */
 import t from 'tap';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LeaseStore } from '../../server/dhcp/leases.js';
 import { silentLogger } from '../../server/log.js';
-import { createLab, missingTools, netnsUnavailable, type Netns } from '../helpers/netns.js';
-import { parseUdhcpc, startServe, UDHCPC_SCRIPT, writeProfiles, type Served, type ServeOptions } from './fixtures/swarmboot.js';
+import { missingTools, netnsUnavailable, type Netns } from '../helpers/netns.js';
+import { netTestDir, serverLab, parseUdhcpc, startServe, type Served, type ServeOptions } from './fixtures/swarmboot.js';
 
 const SERVER_IP = '10.79.0.1';
 const PERF_IP = '10.79.255.250';
@@ -95,18 +95,8 @@ if (skip !== null) {
 } else {
   t.setTimeout(420_000);
   t.test('perfdhcp boot storm, kill -9, restart', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'swarmboot-net-perf-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeProfiles(join(dir, 'profiles'), fixed.map((mac, i) => ({ mac, hostname: `fixed${i + 1}` })), { unknown: 'worker' });
-    const script = join(dir, 'udhcpc.sh');
-    writeFileSync(script, UDHCPC_SCRIPT);
-    chmodSync(script, 0o755);
-
-    const lab = await createLab(t);
-    const sw = await lab.switch();
-    const srv = await lab.namespace('server');
-    await sw.plug(srv, { address: `${SERVER_IP}/16` });
-    await srv.ip('route', 'add', 'default', 'dev', 'eth0');
+    const { dir, script } = netTestDir(t, 'perf', fixed.map((mac, i) => ({ mac, hostname: `fixed${i + 1}` })), { unknown: 'worker' });
+    const { lab, sw, srv } = await serverLab(t, `${SERVER_IP}/16`, { defaultRoute: true });
     const perf = await lab.namespace('perfdhcp');
     // perfdhcp sends from an interface address; this one is outside the pool's range.
     await sw.plug(perf, { address: `${PERF_IP}/16` });

@@ -19,11 +19,9 @@
  * A plain DHCP client and an unknown MAC get nothing from swarmboot.
  */
 import t from 'tap';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, missingTools, netnsUnavailable, waitFor, type Netns, type Proc } from '../helpers/netns.js';
-import { parseUdhcpc, REPO, startServe, UDHCPC_SCRIPT, writeProfiles } from './fixtures/swarmboot.js';
+import { netTestDir, parseUdhcpc, REPO, startServe } from './fixtures/swarmboot.js';
 
 const SWARMBOOT = '10.78.0.1';
 const DNSMASQ = '10.78.0.2';
@@ -49,16 +47,11 @@ if (skip !== null) {
 } else {
   t.setTimeout(240_000);
   t.test('swarmboot proxyDHCP next to dnsmasq', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'swarmboot-net-proxy-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    writeProfiles(join(dir, 'profiles'), [
+    const { dir, script } = netTestDir(t, 'proxy', [
       { mac: macs.bios, hostname: 'bios1' },
       { mac: macs.efi, hostname: 'efi1' },
       { mac: macs.plain, hostname: 'plain1' },
     ]);
-    const script = join(dir, 'udhcpc.sh');
-    writeFileSync(script, UDHCPC_SCRIPT);
-    chmodSync(script, 0o755);
 
     const lab = await createLab(t);
     const sw = await lab.switch();

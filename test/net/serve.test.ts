@@ -9,12 +9,12 @@
  * Needs root, iproute2, udhcpc, curl; skips with the reason otherwise.
  */
 import t from 'tap';
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createLab, missingTools, netnsUnavailable, waitFor } from '../helpers/netns.js';
-import { REPO, parseUdhcpc, startServe, UDHCPC_SCRIPT, writeProfiles } from './fixtures/swarmboot.js';
+import { missingTools, netnsUnavailable, waitFor } from '../helpers/netns.js';
+import { netTestDir, serverLab, REPO, parseUdhcpc, startServe } from './fixtures/swarmboot.js';
 
 const skip = netnsUnavailable() ?? missingTools('udhcpc', 'curl');
 if (skip !== null) {
@@ -27,10 +27,7 @@ if (skip !== null) {
     const dir = mkdtempSync(join(tmpdir(), 'swarmboot-net-defaults-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     cpSync(join(REPO, 'profiles'), join(dir, 'profiles'), { recursive: true });
-    const lab = await createLab(t);
-    const sw = await lab.switch();
-    const srv = await lab.namespace('server');
-    await sw.plug(srv, { address: '10.78.0.1/24' });
+    const { lab, sw, srv } = await serverLab(t, '10.78.0.1/24');
     const peer = await lab.namespace('peer');
     await sw.plug(peer, { address: '10.78.0.2/24' });
     // No flags at all: everything comes from the embedded defaults, relative to the working directory.
@@ -56,18 +53,9 @@ if (skip !== null) {
   });
 
   t.test('full mode: Ignition only to the leased IP; profile edits; SIGTERM', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'swarmboot-net-serve-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const mac = '52:54:00:78:00:01';
-    writeProfiles(join(dir, 'profiles'), [{ mac, hostname: 'blade1' }]);
-    const script = join(dir, 'udhcpc.sh');
-    writeFileSync(script, UDHCPC_SCRIPT);
-    chmodSync(script, 0o755);
-
-    const lab = await createLab(t);
-    const sw = await lab.switch();
-    const srv = await lab.namespace('server');
-    await sw.plug(srv, { address: '10.78.1.1/24' });
+    const { dir, script } = netTestDir(t, 'serve', [{ mac, hostname: 'blade1' }]);
+    const { lab, sw, srv } = await serverLab(t, '10.78.1.1/24');
     const served = await startServe(srv, { ifname: 'eth0', mode: 'full', pool: '10.78.1.100-10.78.1.150', dir });
     const blade = await lab.namespace('blade');
     await sw.plug(blade, { mac });

@@ -19,7 +19,7 @@
 import t from 'tap';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bladesUnavailable, labReport, nodeList, startSwarmLab, type Blade, type SwarmLab, type SwarmMachine } from '../helpers/blade.js';
+import { bladesUnavailable, labReport, nodeList, startSwarmLab, type SwarmLab, type SwarmMachine } from '../helpers/blade.js';
 import { waitFor } from '../helpers/netns.js';
 
 const machines: SwarmMachine[] = [
