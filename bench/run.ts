@@ -20,19 +20,11 @@ import { runDhcp } from './dhcp.js';
 import { runTftp } from './tftp.js';
 import { runHttp } from './http.js';
 import { runStorm } from './storm.js';
+import { pidAlive } from '../server/pid.js';
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<Section>> = { dhcp: runDhcp, tftp: runTftp, http: runHttp, storm: runStorm };
 const START = '<!-- bench:results:start -->';
 const END = '<!-- bench:results:end -->';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function usage(): never {
   process.stderr.write('usage: npm run bench [-- dhcp|tftp|http|storm ...] [--quick] [--cpu-prof] [--no-setup] [--write]\n');
@@ -76,7 +68,7 @@ const mach = machine();
 for (const d of existsSync(CACHE) ? readdirSync(CACHE) : []) {
   const pid = Number(/^run-(\d+)$/.exec(d)?.[1] ?? NaN);
   // Kept: the CPU profiles of a --cpu-prof run.
-  if (Number.isInteger(pid) && pid !== process.pid && !alive(pid) && !existsSync(join(CACHE, d, 'profiles'))) rmSync(join(CACHE, d), { recursive: true, force: true });
+  if (Number.isInteger(pid) && pid !== process.pid && !pidAlive(pid) && !existsSync(join(CACHE, d, 'profiles'))) rmSync(join(CACHE, d), { recursive: true, force: true });
 }
 const work = join(CACHE, `run-${process.pid}`);
 mkdirSync(work, { recursive: true });

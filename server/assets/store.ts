@@ -20,6 +20,7 @@ import { dirname, join } from 'node:path';
 import type { FlatcarArch, FlatcarChannel, FlatcarImage } from '../profiles/types.js';
 import { flatcarDir } from '../boot/layout.js';
 import { AssetError } from './errors.js';
+import { lockOwnerAlive, ownLockLine, parseLockOwner } from '../pid.js';
 import { ARCHES, CHANNELS, PXE_FILES, compareVersions, isVersion } from './release.js';
 
 export const MANIFEST = '.swarmboot-verified.json';
@@ -264,19 +265,21 @@ export function lockRelease(dir: string): () => void {
   const path = join(dir, LOCK);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      const me = ownLockLine();
+      writeFileSync(path, `${me}\n`, { flag: 'wx' });
       return () => {
         try {
-          if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+          if (readFileSync(path, 'utf8').trim() === me) unlinkSync(path);
         } catch {
           // Already gone.
         }
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new AssetError('E_ASSET_BUSY', `another fetch (pid ${pid}) is writing ${dir}; wait for it or remove ${path} if it is stale`);
+      // A pid and start time, as the state journal's lock: a container restart reuses pids.
+      const owner = parseLockOwner(readFileSync(path, 'utf8'));
+      if (owner.pid !== process.pid && lockOwnerAlive(owner)) {
+        throw new AssetError('E_ASSET_BUSY', `another fetch (pid ${owner.pid}) is writing ${dir}; wait for it or remove ${path} if it is stale`);
       }
       rmSync(path, { force: true });
     }
@@ -284,14 +287,6 @@ export function lockRelease(dir: string): () => void {
   throw new AssetError('E_ASSET_BUSY', `cannot lock ${dir}`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Removes a release dir so that it never appears half-deleted under its real

@@ -114,12 +114,12 @@
  * hold changes the disk does not, and retrying an fsync after a failure is
  * not safe on Linux; restart and recover from disk.
  */
-import { readFileSync } from 'node:fs';
 import { open, readFile, rename, mkdir, unlink, truncate, copyFile, readdir } from 'node:fs/promises';
 // zlib.crc32 needs Node 20.15+ (package.json says >=20; 20.20 is installed).
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { SwarmbootError } from '../errors.js';
+import { lockOwnerAlive, ownLockLine, parseLockOwner, type LockOwner } from '../pid.js';
 import type { Logger } from '../log.js';
 
 export type FsyncPolicy = 'always' | 'batch' | 'never';
@@ -555,15 +555,12 @@ export class Journal<T> {
   put(key: string, value: T): Promise<void> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
-    let json: string | undefined;
+    let fields: string;
     try {
-      json = JSON.stringify(value);
+      fields = recordFields(key, value);
     } catch (err) {
-      return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON-serialisable`, { cause: err }));
+      return Promise.reject(err);
     }
-    // JSON.stringify gives undefined for undefined/functions; reloading would then find a record with no value.
-    if (json === undefined) return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON`));
-    const fields = `"k":${JSON.stringify(key)},"v":${json}`;
     this.map.set(key, value);
     return this.enqueue((done) => ({ kind: 'record', fields, done }));
   }
@@ -580,15 +577,10 @@ export class Journal<T> {
     const refused = this.refusal();
     if (refused) return Promise.reject(refused);
     const lines: [string, T, string][] = [];
-    for (const [key, value] of entries) {
-      let json: string | undefined;
-      try {
-        json = JSON.stringify(value);
-      } catch (err) {
-        return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON-serialisable`, { cause: err }));
-      }
-      if (json === undefined) return Promise.reject(new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON`));
-      lines.push([key, value, `"k":${JSON.stringify(key)},"v":${json}`]);
+    try {
+      for (const [key, value] of entries) lines.push([key, value, recordFields(key, value)]);
+    } catch (err) {
+      return Promise.reject(err);
     }
     const last = lines.pop();
     if (last === undefined) return Promise.resolve();
@@ -1003,40 +995,23 @@ async function createJournalFile(
   return file;
 }
 
-/** Who holds a lock: a pid, and that process's start time (clock ticks since boot, /proc/<pid>/stat field 22) when known. */
-export interface LockOwner {
-  pid: number;
-  start: string | null;
-}
-
-function procStart(pid: number): string | null {
+/** A record's fields for `key` = `value` (without its sequence number), or a JournalError when the value is not JSON. */
+function recordFields(key: string, value: unknown): string {
+  let json: string | undefined;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses; count fields after its closing one.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The pid alone is not enough: in a container the server is pid 1 (or
- * another small number) after every restart, so a lock left by a killed
- * server names a pid that is alive again. A lock also records the owner's
- * start time; a live pid with a different start time is a reused pid.
- */
-export function lockOwnerAlive(owner: LockOwner): boolean {
-  try {
-    process.kill(owner.pid, 0);
+    json = JSON.stringify(value);
   } catch (err) {
-    if (!isErrno(err, 'EPERM')) return false;
+    throw new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON-serialisable`, { cause: err });
   }
-  const start = procStart(owner.pid);
-  return owner.start === null || start === null || start === owner.start;
+  // JSON.stringify gives undefined for undefined/functions; reloading would then find a record with no value.
+  if (json === undefined) throw new JournalError('E_JOURNAL_VALUE', `value for ${JSON.stringify(key)} is not JSON`);
+  return `"k":${JSON.stringify(key)},"v":${json}`;
 }
+
+export { lockOwnerAlive, type LockOwner } from '../pid.js';
 
 async function takeLock(io: JournalIo, path: string, isAlive: (owner: LockOwner) => boolean, log: Logger): Promise<void> {
-  const me = `${process.pid} ${procStart(process.pid) ?? '-'}\n`;
+  const me = `${ownLockLine()}\n`;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const f = await io.openAppend(path, { exclusive: true });
@@ -1047,8 +1022,7 @@ async function takeLock(io: JournalIo, path: string, isAlive: (owner: LockOwner)
       if (!isErrno(err, 'EEXIST')) throw err;
     }
     const text = (await io.readFile(path))?.toString('utf8').trim() ?? '';
-    const [pidText, startText] = text.split(' ');
-    const owner: LockOwner = { pid: Number(pidText), start: startText === undefined || startText === '-' ? null : startText };
+    const owner = parseLockOwner(text);
     if (Number.isSafeInteger(owner.pid) && owner.pid > 0 && isAlive(owner)) {
       throw new JournalError(
         'E_JOURNAL_LOCKED',

@@ -123,6 +123,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { IgnitionConfig } from '../../ignition/types.js';
 import { materialise } from './real-tools.js';
+import { pidAlive } from '../../server/pid.js';
 import { createLab, missingTools, netnsUnavailable, waitFor, type ExecResult, type Lab, type Netns, type Proc, type Switch } from './netns.js';
 
 interface Teardown {
@@ -949,15 +950,6 @@ function installHandlers(): void {
       process.kill(process.pid, sig);
     };
     process.on(sig, handler);
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -48,6 +48,7 @@
  * test passes (use private 10.x ranges). Waits are bounded.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { pidAlive } from '../../server/pid.js';
 
 interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
@@ -339,15 +340,6 @@ function nsPids(name: string): number[] {
   const r = spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8', timeout: 10_000 });
   if (r.status !== 0) return [];
   return r.stdout.split(/\s+/).filter((s) => /^\d+$/.test(s)).map(Number);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Kill everything inside, then delete: synchronous, for exit and signal handlers too. */

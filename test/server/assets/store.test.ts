@@ -12,6 +12,7 @@ import { AssetError } from '../../../server/assets/errors.js';
 import { FLATCAR_INITRD, FLATCAR_KERNEL } from '../../../server/boot/layout.js';
 import { loadProfiles } from '../../../server/profiles/load.js';
 import { plantRelease as plant } from '../../helpers/release-server.js';
+import { procStart } from '../../../server/pid.js';
 
 type Test = Pick<typeof t, 'teardown' | 'fail' | 'type' | 'equal' | 'match'>;
 
@@ -75,6 +76,10 @@ t.test('lock: exclusive while held, taken over from a dead process', async (t) =
   const unlock = lockRelease(dir);
   writeFileSync(join(dir, '.swarmboot-fetch.lock'), '1\n'); // pid 1 is alive
   t.throws(() => lockRelease(dir), { code: 'E_ASSET_BUSY' });
+  writeFileSync(join(dir, '.swarmboot-fetch.lock'), `1 ${procStart(1)}\n`); // pid 1, and the same process
+  t.throws(() => lockRelease(dir), { code: 'E_ASSET_BUSY' });
+  writeFileSync(join(dir, '.swarmboot-fetch.lock'), `1 ${Number(procStart(1)) + 1}\n`); // pid 1 reused (a container restart)
+  lockRelease(dir)();
   writeFileSync(join(dir, '.swarmboot-fetch.lock'), '999999999\n');
   const again = lockRelease(dir);
   again();
